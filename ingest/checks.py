@@ -1,0 +1,146 @@
+"""Row checks: typed parsing of raw string fields, and the reasons a row is quarantined.
+
+Every helper is a pure LazyFrame -> LazyFrame step (or an expression builder) that fills ``_reason``
+only where it is still null, so a row's reason is the *first* check it fails, in declared order.
+Time values are produced as absolute epoch microseconds (Int64); the pipeline rebases them to
+seconds since the trace origin once the origin is known.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import polars as pl
+
+from ingest.lines import REASON
+
+Check = tuple[pl.Expr, "str | pl.Expr"]
+"""(condition that means the row is bad, reason text or expression)."""
+
+
+def reject_if(lf: pl.LazyFrame, *checks: Check) -> pl.LazyFrame:
+    """Set ``_reason`` to the first failing check's reason, for rows that have no reason yet."""
+    if not checks:
+        return lf
+    chain = pl.when(pl.col(REASON).is_not_null()).then(pl.col(REASON))
+    for cond, reason in checks:
+        chain = chain.when(cond).then(reason if isinstance(reason, pl.Expr) else pl.lit(reason))
+    return lf.with_columns(chain.otherwise(pl.lit(None, pl.String)).alias(REASON))
+
+
+def _blank(raw: str) -> pl.Expr:
+    return pl.col(raw).is_null() | (pl.col(raw).str.strip_chars() == "")
+
+
+def _quoted(raw: str) -> pl.Expr:
+    return pl.col(raw).str.slice(0, 60)
+
+
+def parse_number(
+    lf: pl.LazyFrame,
+    raw: str,
+    out: str,
+    *,
+    dtype: pl.DataType = pl.Float64,
+    required: bool = True,
+    null_values: Sequence[str] = (),
+    min_value: float | None = None,
+) -> pl.LazyFrame:
+    """Parse column ``raw`` into ``out`` (float-formatted integers such as ``4550879.0`` are accepted).
+
+    Rejects: missing (when required), unparseable, NaN/inf, non-integral values for integer dtypes,
+    values below ``min_value``. ``null_values`` (e.g. ``NA``) read as null without rejection.
+    """
+    text = pl.col(raw).str.strip_chars()
+    is_null = _blank(raw)
+    for nv in null_values:
+        is_null = is_null | (text == nv)
+    as_float = text.cast(pl.Float64, strict=False)
+    integral = dtype.is_integer()
+    if integral:
+        value = pl.coalesce(text.cast(pl.Int64, strict=False), as_float.cast(pl.Int64, strict=False))
+    else:
+        value = as_float
+    lf = lf.with_columns(pl.when(is_null).then(None).otherwise(value).cast(dtype).alias(out))
+    checks: list[Check] = []
+    if required:
+        checks.append((is_null, f"missing {raw}"))
+    checks.append((~is_null & as_float.is_null(), pl.format(f"unparseable {raw} '{{}}'", _quoted(raw))))
+    checks.append((~is_null & (as_float.is_nan() | as_float.is_infinite()), f"NaN or infinite {raw}"))
+    if integral:
+        checks.append((~is_null & (as_float != as_float.floor()), pl.format(f"non-integer {raw} '{{}}'", _quoted(raw))))
+    if min_value is not None:
+        checks.append((pl.col(out) < min_value, pl.format(f"negative {raw} '{{}}'", _quoted(raw)) if min_value == 0
+                       else pl.format(f"{raw} below {min_value} '{{}}'", _quoted(raw))))
+    return reject_if(lf, *checks)
+
+
+def parse_time(
+    lf: pl.LazyFrame,
+    raw: str,
+    out: str,
+    *,
+    fmt: str,
+    expected: str,
+    time_zone: str | None = None,
+    required: bool = True,
+    null_values: Sequence[str] = (),
+) -> pl.LazyFrame:
+    """Parse a wall-clock timestamp column into absolute epoch microseconds (Int64) in ``out``.
+
+    ``fmt`` is a chrono format (``%.f`` accepts 0-9 fractional digits). ``time_zone`` localizes naive
+    values (DST: an ambiguous hour resolves to its first occurrence, a nonexistent time is rejected);
+    None keeps naive values as if UTC. ``expected`` is the human form quoted in rejections.
+    """
+    text = pl.col(raw).str.strip_chars()
+    is_null = _blank(raw)
+    for nv in null_values:
+        is_null = is_null | (text == nv)
+    dt = text.str.to_datetime(fmt, strict=False, time_unit="us")
+    if time_zone is not None:
+        dt = dt.dt.replace_time_zone(time_zone, ambiguous="earliest", non_existent="null")
+    lf = lf.with_columns(pl.when(is_null).then(None).otherwise(dt.dt.epoch("us")).alias(out))
+    checks: list[Check] = []
+    if required:
+        checks.append((is_null, f"missing {raw}"))
+    checks.append(
+        (~is_null & pl.col(out).is_null(), pl.format(f"unparseable {raw} '{{}}' (expected {expected})", _quoted(raw)))
+    )
+    return reject_if(lf, *checks)
+
+
+def seconds_to_us(expr: pl.Expr) -> pl.Expr:
+    """Float seconds to integer microseconds (rounded), the staging representation of times."""
+    return (expr * 1_000_000).round(0).cast(pl.Int64)
+
+
+def map_status(lf: pl.LazyFrame, raw: str, out: str, mapping: Mapping[str, str]) -> pl.LazyFrame:
+    """Map upstream status values to the canonical vocabulary; an unknown value rejects the row."""
+    known = list(mapping)
+    lf = lf.with_columns(pl.col(raw).replace_strict(mapping, default=None, return_dtype=pl.String).alias(out))
+    return reject_if(
+        lf,
+        (pl.col(raw).is_null() | (pl.col(raw) == ""), f"missing {raw}"),
+        (~pl.col(raw).is_in(known), pl.format(f"unknown {raw} '{{}}' (expected one of {', '.join(known)})", _quoted(raw))),
+    )
+
+
+def reject_duplicates(lf: pl.LazyFrame, keys: Sequence[str], what: str) -> pl.LazyFrame:
+    """Reject every good row whose key was already taken by an earlier good row (the first one wins).
+
+    Rows rejected for other reasons do not claim their key. Run this after every other check.
+    """
+    ok = pl.col(REASON).is_null()
+    seen = ok.cast(pl.Int32).cum_sum().over(list(keys))
+    key_text = pl.concat_str([pl.col(k).cast(pl.String) for k in keys], separator="/", ignore_nulls=True)
+    return lf.with_columns(
+        pl.when(ok & (seen > 1))
+        .then(pl.format(f"duplicate {what} '{{}}'", key_text))
+        .otherwise(pl.col(REASON))
+        .alias(REASON)
+    )
+
+
+def reject_order(lf: pl.LazyFrame, first: str, second: str, what: str) -> pl.LazyFrame:
+    """Reject rows where both times exist and ``second`` is before ``first`` (e.g. end before start)."""
+    return reject_if(lf, (pl.col(second) < pl.col(first), what))
