@@ -1,0 +1,2 @@
+"""Placeholder while this source is being written; filled in before commit."""
+SOURCES = ()

@@ -1,0 +1,39 @@
+"""Shared test fixtures: the offline traces folder and a fresh data root per test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from ingest.paths import DataPaths, data_paths, traces_dir
+
+
+@pytest.fixture
+def traces() -> Path:
+    """The offline copies of the real traces (``$TRACELAB_TRACES`` or ``../shared/traces``); skip if absent."""
+    found = traces_dir()
+    if found is None or not found.is_dir():
+        pytest.skip("real traces not available: set TRACELAB_TRACES or put shared/traces beside the checkout")
+    return found
+
+
+@pytest.fixture
+def data_root(tmp_path: Path) -> DataPaths:
+    """An empty data root for one test."""
+    return data_paths(tmp_path / "data")
+
+
+@pytest.fixture
+def query(data_root: DataPaths):
+    """Run SQL against the test's catalog and return all rows."""
+
+    def run(sql: str, params: list | None = None) -> list[tuple]:
+        con = duckdb.connect(str(data_root.catalog), read_only=True)
+        try:
+            return con.execute(sql, params or []).fetchall()
+        finally:
+            con.close()
+
+    return run
