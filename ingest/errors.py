@@ -52,3 +52,9 @@ class CatalogError(IngestError):
     """The lake or the catalog could not be read or written."""
 
     exit_code = 8
+
+
+class QuarantineError(IngestError):
+    """``--strict`` was given and some rows would have been quarantined; nothing was committed."""
+
+    exit_code = 9

@@ -40,12 +40,17 @@ def first_line(path: Path, display: str) -> str:
 
 
 def check_header(path: Path, display: str, expected: tuple[str, ...], separator: str = ",") -> None:
-    """FormatError unless line 1 holds exactly ``expected`` (fields compared after stripping spaces)."""
+    """FormatError unless line 1 holds exactly ``expected`` (fields compared after stripping spaces)
+    and at least one line follows it."""
     found = tuple(f.strip() for f in first_line(path, display).split(separator))
     if found != expected:
         raise FormatError(
             f"{display}: line 1: expected header {separator.join(expected)!r}, found {separator.join(found)!r}"
         )
+    with open(path, "rb") as fh:
+        fh.readline()
+        if not fh.read(4096).strip():
+            raise FormatError(f"{display}: the file has a header but no data rows")
 
 
 def check_headerless(path: Path, display: str, columns: tuple[str, ...], separator: str = ",") -> None:

@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ingest import catalog
-from ingest.errors import CatalogError, InputNotFoundError
+from ingest.errors import CatalogError, InputNotFoundError, QuarantineError
 from ingest.inputs import InputSet, resolve_inputs
 from ingest.lake import commit, lake_lock
 from ingest.lines import FILE, LINE, RAW, REASON, explain_column_count
@@ -158,10 +158,12 @@ def run_source(
     *,
     data_root: str | Path | None = None,
     verify: bool = True,
+    strict: bool = False,
     progress: Progress | None = None,
 ) -> RunResult:
     """Ingest source ``name`` from ``from_path`` (default: raw downloads, then the offline copies).
 
+    ``strict``: refuse to commit if any row would be quarantined (QuarantineError lists the reasons).
     Raises an :class:`~ingest.errors.IngestError` subclass on bad input; the lake and catalog are then
     exactly as they were.
     """
@@ -179,6 +181,13 @@ def run_source(
             raise InputNotFoundError(f"{input_path}: no table could be built from the inputs found")
         result = RunResult(source.name, input_path, missing_inputs=list(inputs.missing))
         staged = _stage_all(source, plans, inputs, work, say, result)
+        if strict and result.rows_quarantined:
+            reasons = {r: n for rep in result.reports.values() for r, n in rep["quarantine_by_reason"].items()}
+            raise QuarantineError(
+                f"{input_path}: {result.rows_quarantined} row(s) would be quarantined ("
+                + ", ".join(f"{r}: {n}" for r, n in reasons.items()) + "); nothing was committed (--strict)"
+            )
+        say("committing")
         with lake_lock(paths):
             commit(paths, staged, result.reports, work)
             catalog.rebuild(paths)

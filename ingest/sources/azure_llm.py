@@ -129,4 +129,17 @@ class AzureMultimodal2025(_AzureSource):
     with_images = True
 
 
-SOURCES = (Azure2023(), Azure2024(), AzureMultimodal2025())
+class SyntheticRequests(_AzureSource):
+    """A generated workload in the Azure 2023 format (see :mod:`ingest.synth`); never a real trace."""
+
+    name = "synthetic_llm"
+    title = "Generated LLM requests in the Azure 2023 format (Poisson arrivals, lognormal lengths): not real data"
+    local_dir = "synthetic_llm"
+    files = {"synthetic_requests.csv": "synthetic_llm"}
+    inputs = tuple(InputSpec(k) for k in files)
+    ts = TS_2023
+    time_base = TimeBase("naive", "unix")
+    derived = True
+
+
+SOURCES = (Azure2023(), Azure2024(), AzureMultimodal2025(), SyntheticRequests())

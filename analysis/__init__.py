@@ -1,0 +1,1 @@
+"""Characterization of ingested traces, workload models and replay metrics (issue 3; not built yet)."""

@@ -1,0 +1,1 @@
+"""Streamlit dashboard (issue 8; not built yet)."""

@@ -1,0 +1,1 @@
+"""The ``tracelab`` umbrella command: ``tracelab ingest ...`` and ``tracelab quickstart``."""

@@ -1,0 +1,50 @@
+"""The ``tracelab`` command: the umbrella over every stage (``tracelab ingest`` is ``ingest``)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ingest.cli import app as ingest_app
+from ingest.cli import run_app
+from ingest.paths import data_paths
+
+app = typer.Typer(help="tracelab: ingest, characterize, predict and replay GPU-cluster and LLM-serving traces.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+app.add_typer(ingest_app, name="ingest")
+out = Console()
+
+
+@app.command()
+def quickstart(
+    main_only: Annotated[bool, typer.Option("--main-only", help="Ingest only the main trace (Azure 2023).")] = False,
+    data: Annotated[Optional[Path], typer.Option("--data", help="Data root (default: $TRACELAB_DATA or ./data).")] = None,
+) -> None:
+    """Ingest a real trace (offline copy, else download, else a generated workload) and show where it went."""
+    from tracelab.quickstart import quickstart as run_quickstart
+
+    paths = data_paths(data)
+    result = run_quickstart(paths, all_offline=not main_only, say=lambda m: out.print(f"[dim]·[/] {m}"))
+    table = Table(title=f"tracelab quickstart: main trace from {result.main_data}")
+    for col in ("source", "trace", "table", "rows out", "quarantined"):
+        table.add_column(col, justify="right" if col in ("rows out", "quarantined") else "left")
+    for run in result.runs:
+        for t in run.tables:
+            table.add_row(run.source, t.trace, t.table, f"{t.rows_out:,}", f"{t.rows_quarantined:,}")
+    out.print(table)
+    for name, why in result.skipped.items():
+        out.print(f"[yellow]skipped[/] {name}: {why}")
+    if result.main_data == "GENERATED":
+        out.print("[bold red]The main trace is GENERATED (no offline copy, download failed): figures are not real.[/]")
+    out.print(f"lake: {paths.lake}\ncatalog: {paths.catalog}  (duckdb {paths.catalog} -c 'SELECT * FROM traces')")
+    out.print("next: ingest info azure_llm_2023_conv · ingest list · ingest validate")
+
+
+def main() -> None:
+    """Console-script entry point for ``tracelab``."""
+    sys.exit(run_app(app))

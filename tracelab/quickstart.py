@@ -1,0 +1,74 @@
+"""``tracelab quickstart``: the first thing a new user runs.
+
+Today it covers the ingest stage: it ingests the Azure 2023 LLM trace (the offline copy if one is
+configured, else downloaded from the official location, else a generated workload, and it says which
+loudly), plus every other trace that has an offline copy, and prints where everything went.
+Characterization, prediction and replay join this command as those packages land (issue 8).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ingest.errors import IngestError
+from ingest.paths import DataPaths, traces_dir
+from ingest.pipeline import RunResult, run_source
+from ingest.sources import registry
+
+MAIN_SOURCE = "azure_llm_2023"
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class QuickstartResult:
+    """What the quickstart did."""
+
+    main_data: str
+    """'offline copy', 'downloaded' or 'GENERATED'."""
+    runs: list[RunResult] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def _main_source(paths: DataPaths, say: Say) -> tuple[str, Path | None, str]:
+    """(source, input path or None for the default lookup, how the data was obtained)."""
+    offline = traces_dir()
+    if offline is not None and (offline / "azure_llm_2023").is_dir():
+        return MAIN_SOURCE, offline / "azure_llm_2023", "offline copy"
+    from ingest.download import fetch_file
+
+    src = registry().get(MAIN_SOURCE)
+    try:
+        for remote in src.downloads:
+            say(f"downloading {remote.url}")
+            fetch_file(remote, paths.raw / MAIN_SOURCE, timeout_s=15)
+        return MAIN_SOURCE, paths.raw / MAIN_SOURCE, "downloaded"
+    except IngestError as exc:
+        say(f"could not get the real Azure 2023 trace ({exc})")
+    from ingest.synth import write_synthetic_requests
+
+    folder = write_synthetic_requests(paths.raw / "synthetic_llm").parent
+    return "synthetic_llm", folder, "GENERATED"
+
+
+def quickstart(paths: DataPaths, *, all_offline: bool = True, say: Say = print) -> QuickstartResult:
+    """Ingest the main trace (real if possible) and, optionally, every other offline trace."""
+    source, path, how = _main_source(paths, say)
+    if how == "GENERATED":
+        say("!!! NO REAL TRACE AVAILABLE: using a GENERATED workload (trace 'synthetic_llm'), not real data !!!")
+    result = QuickstartResult(how)
+    say(f"ingesting {source} ({how})")
+    result.runs.append(run_source(source, path, data_root=paths.root, verify=how != "GENERATED"))
+    offline = traces_dir()
+    if all_offline and offline is not None:
+        for src in registry():
+            if src.name in (MAIN_SOURCE, "synthetic_llm") or not (offline / src.local_dir).is_dir():
+                continue
+            say(f"ingesting {src.name} (offline copy)")
+            try:
+                result.runs.append(run_source(src.name, offline / src.local_dir, data_root=paths.root))
+            except IngestError as exc:
+                result.skipped[src.name] = str(exc)
+    return result
