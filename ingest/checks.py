@@ -29,11 +29,14 @@ def reject_if(lf: pl.LazyFrame, *checks: Check) -> pl.LazyFrame:
 
 
 def _blank(raw: str) -> pl.Expr:
-    return pl.col(raw).is_null() | (pl.col(raw).str.strip_chars() == "")
+    return pl.col(raw).is_null() | (pl.col(raw) == "")
 
 
 def _quoted(raw: str) -> pl.Expr:
     return pl.col(raw).str.slice(0, 60)
+
+
+_INT_RANGE = {pl.Int8: 2**7, pl.Int16: 2**15, pl.Int32: 2**31, pl.Int64: 2**63}
 
 
 def parse_number(
@@ -48,27 +51,30 @@ def parse_number(
 ) -> pl.LazyFrame:
     """Parse column ``raw`` into ``out`` (float-formatted integers such as ``4550879.0`` are accepted).
 
-    Rejects: missing (when required), unparseable, NaN/inf, non-integral values for integer dtypes,
-    values below ``min_value``. ``null_values`` (e.g. ``NA``) read as null without rejection.
+    Rejects: missing (when required), unparseable, NaN/inf, non-integral or out-of-range values for
+    integer dtypes, values below ``min_value``. ``null_values`` (e.g. ``NA``) read as null without
+    rejection. Fields are not stripped: split with ``strip=True`` where upstream pads them.
     """
-    text = pl.col(raw).str.strip_chars()
+    text = pl.col(raw)
     is_null = _blank(raw)
     for nv in null_values:
         is_null = is_null | (text == nv)
     as_float = text.cast(pl.Float64, strict=False)
-    integral = dtype.is_integer()
-    if integral:
-        value = pl.coalesce(text.cast(pl.Int64, strict=False), as_float.cast(pl.Int64, strict=False))
-    else:
-        value = as_float
-    lf = lf.with_columns(pl.when(is_null).then(None).otherwise(value).cast(dtype).alias(out))
     checks: list[Check] = []
     if required:
         checks.append((is_null, f"missing {raw}"))
     checks.append((~is_null & as_float.is_null(), pl.format(f"unparseable {raw} '{{}}'", _quoted(raw))))
     checks.append((~is_null & (as_float.is_nan() | as_float.is_infinite()), f"NaN or infinite {raw}"))
-    if integral:
+    if dtype.is_integer():
+        bound = float(_INT_RANGE.get(dtype, 2**63))
+        value = pl.coalesce(text.cast(pl.Int64, strict=False), as_float.cast(pl.Int64, strict=False))
+        value = value.cast(dtype, strict=False)
         checks.append((~is_null & (as_float != as_float.floor()), pl.format(f"non-integer {raw} '{{}}'", _quoted(raw))))
+        checks.append((~is_null & ((as_float < -bound) | (as_float >= bound)),
+                       pl.format(f"out-of-range {raw} '{{}}' (expected a {dtype} integer)", _quoted(raw))))
+    else:
+        value = as_float.cast(dtype)
+    lf = lf.with_columns(pl.when(is_null).then(None).otherwise(value).alias(out))
     if min_value is not None:
         checks.append((pl.col(out) < min_value, pl.format(f"negative {raw} '{{}}'", _quoted(raw)) if min_value == 0
                        else pl.format(f"{raw} below {min_value} '{{}}'", _quoted(raw))))
@@ -92,7 +98,7 @@ def parse_time(
     values (DST: an ambiguous hour resolves to its first occurrence, a nonexistent time is rejected);
     None keeps naive values as if UTC. ``expected`` is the human form quoted in rejections.
     """
-    text = pl.col(raw).str.strip_chars()
+    text = pl.col(raw)
     is_null = _blank(raw)
     for nv in null_values:
         is_null = is_null | (text == nv)
@@ -131,10 +137,10 @@ def reject_duplicates(lf: pl.LazyFrame, keys: Sequence[str], what: str) -> pl.La
     Rows rejected for other reasons do not claim their key. Run this after every other check.
     """
     ok = pl.col(REASON).is_null()
-    seen = ok.cast(pl.Int32).cum_sum().over(list(keys))
+    first = pl.struct([*keys, ok.alias("_ok")]).is_first_distinct()
     key_text = pl.concat_str([pl.col(k).cast(pl.String) for k in keys], separator="/", ignore_nulls=True)
     return lf.with_columns(
-        pl.when(ok & (seen > 1))
+        pl.when(ok & ~first)
         .then(pl.format(f"duplicate {what} '{{}}'", key_text))
         .otherwise(pl.col(REASON))
         .alias(REASON)

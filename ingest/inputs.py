@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ingest.errors import ArchiveError, ChecksumError, InputNotFoundError
+from ingest.errors import ArchiveError, ChecksumError, FormatError, InputNotFoundError
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
 
@@ -80,6 +80,17 @@ def verify_sha256(path: Path, display: str, expected: str) -> str:
     return actual
 
 
+def reject_lfs_pointer(path: Path, display: str) -> None:
+    """FormatError if ``path`` is a Git LFS pointer file instead of the data it points to."""
+    if path.stat().st_size < 1024:
+        with open(path, "rb") as fh:
+            if fh.read(64).startswith(b"version https://git-lfs"):
+                raise FormatError(
+                    f"{display}: this is a Git LFS pointer, not the data; run 'git lfs pull' in the clone "
+                    "or download the file with 'ingest fetch'"
+                )
+
+
 def is_archive(path: Path) -> bool:
     """True for .tar.gz/.tgz/.tar/.zip files."""
     return path.name.endswith(ARCHIVE_SUFFIXES)
@@ -126,10 +137,13 @@ def gunzip(src: Path, dest: Path) -> Path:
     return dest
 
 
-def _index(root: Path) -> list[Path]:
+def _index(root: Path, exclude: Path | None = None) -> list[Path]:
+    """Files below ``root``, minus those below ``exclude`` (unless ``root`` itself is inside it)."""
     if root.is_file():
         return [root]
-    return sorted(p for p in root.rglob("*") if p.is_file())
+    if exclude is not None and root.is_relative_to(exclude):
+        exclude = None  # an extraction folder in the staging area
+    return sorted(p for p in root.rglob("*") if p.is_file() and not (exclude and p.is_relative_to(exclude)))
 
 
 def _matches(path: Path, root: Path, key: str) -> bool:
@@ -145,12 +159,14 @@ def resolve_inputs(
     *,
     checksums: Mapping[str, str] | None = None,
     verify: bool = True,
+    exclude: Path | None = None,
 ) -> InputSet:
     """Find every spec under ``source_path`` (a folder, an archive, or a plain/.gz file).
 
     Archives are extracted into ``staging`` lazily: only when a needed input is not found as a plain file.
     ``checksums`` maps file names (archives or extracted files) to published sha256 values; every
     archive or input with such a name is verified before it is used, unless ``verify`` is False.
+    Files below ``exclude`` (the data root, when it sits inside the searched folder) are ignored.
     """
     if not source_path.exists():
         raise InputNotFoundError(f"{source_path}: no such file or folder")
@@ -158,6 +174,7 @@ def resolve_inputs(
     published = dict(checksums or {})
 
     def check(path: Path, display: str) -> None:
+        reject_lfs_pointer(path, display)
         expected = published.get(path.name)
         if verify and expected and display not in result.verified:
             result.verified[display] = verify_sha256(path, display, expected)
@@ -170,10 +187,11 @@ def resolve_inputs(
     else:
         roots.append((source_path, ""))
     extracted: set[Path] = set()
+    skip = exclude
 
     def search(spec: InputSpec) -> ResolvedInput | None:
         for root, prefix in roots:
-            for path in _index(root):
+            for path in _index(root, skip):
                 if not _matches(path, root, spec.key):
                     continue
                 rel = path.name if root.is_file() else path.relative_to(root).as_posix()
@@ -189,7 +207,7 @@ def resolve_inputs(
         found = search(spec)
         if found is None and spec.containers:
             for root, prefix in list(roots):
-                for path in _index(root):
+                for path in _index(root, skip):
                     if path.name in spec.containers and path not in extracted:
                         extracted.add(path)
                         shown = prefix + path.name if prefix else str(path)

@@ -91,8 +91,8 @@ def _group(plans: list[TablePlan]) -> dict[tuple[str, str], list[TablePlan]]:
     return dict(sorted(groups.items()))
 
 
-def _stage_group(table: Table, plans: list[TablePlan], out: Path) -> tuple[Path, Path | None, int | None]:
-    """Stream one (table, trace): good rows, quarantined rows, and the number of input rows."""
+def _stage_group(table: Table, plans: list[TablePlan], out: Path) -> tuple[Path, Path | None, int | None, set[str]]:
+    """Stream one (table, trace): good rows, quarantined rows, the number of input rows, the input files."""
     frame = pl.concat([p.frame for p in plans], how="vertical") if len(plans) > 1 else plans[0].frame
     derived = all(p.derived for p in plans)
     good_path, bad_path = out.with_suffix(".good.parquet"), out.with_suffix(".bad.parquet")
@@ -104,9 +104,10 @@ def _stage_group(table: Table, plans: list[TablePlan], out: Path) -> tuple[Path,
         )
         queries.append(bad.sink_parquet(bad_path, lazy=True))
         queries.append(frame.select(pl.len().alias("n")))
+    queries.append(frame.select(pl.col(FILE).unique()))
     results = pl.collect_all(queries, engine="streaming")
-    rows_in = int(results[-1]["n"][0]) if not derived else None
-    return good_path, (bad_path if not derived else None), rows_in
+    rows_in = int(results[-2]["n"][0]) if not derived else None
+    return good_path, (bad_path if not derived else None), rows_in, set(results[-1][FILE].to_list())
 
 
 def _origin_us(tables: dict[str, Path], schema_of: dict[str, Table]) -> int | None:
@@ -175,7 +176,9 @@ def run_source(
     work.mkdir(parents=True)
     try:
         say(f"resolving inputs in {input_path}")
-        inputs = resolve_inputs(source.inputs, input_path, work / "inputs", checksums=source.checksums, verify=verify)
+        inputs = resolve_inputs(
+            source.inputs, input_path, work / "inputs", checksums=source.checksums, verify=verify, exclude=paths.root
+        )
         plans = source.plan(inputs)
         if not plans:
             raise InputNotFoundError(f"{input_path}: no table could be built from the inputs found")
@@ -203,10 +206,12 @@ def _stage_all(
     stage1: dict[str, dict[str, Path]] = defaultdict(dict)  # trace -> table -> good file
     bad_files: dict[str, list[tuple[str, Path]]] = defaultdict(list)
     counts: dict[tuple[str, str], int | None] = {}
+    files: dict[str, set[str]] = defaultdict(set)  # trace -> input display names that fed it
     schema_of = {t: plans_[0].table for (t, _), plans_ in groups.items()}
     for (tname, trace), group in groups.items():
         say(f"reading {tname} for {trace}")
-        good, bad, rows_in = _stage_group(group[0].table, group, work / f"s1__{tname}__{trace}")
+        good, bad, rows_in, used = _stage_group(group[0].table, group, work / f"s1__{tname}__{trace}")
+        files[trace] |= used
         stage1[trace][tname] = good
         if bad is not None:
             bad_files[trace].append((tname, bad))
@@ -251,7 +256,7 @@ def _stage_all(
                 )
             info.update(rows_in=rows_in, rows_quarantined=q)
             result.tables.append(TableResult(tname, trace, rows_in, info["rows_out"], q))
-        result.reports[trace] = _report(source, trace, table_rows, inputs, origin, q_dest)
+        result.reports[trace] = _report(source, trace, table_rows, inputs, files[trace], origin, q_dest)
     return staged
 
 
@@ -263,7 +268,9 @@ def _quarantine_frame(frames: list[pl.LazyFrame]) -> pl.LazyFrame:
     return explain_column_count(renamed).rename({RAW: "raw", REASON: "reason"})
 
 
-def _report(source: Source, trace: str, table_rows: dict[str, dict], inputs: InputSet, origin: int | None, q_file: Path) -> dict:
+def _report(
+    source: Source, trace: str, table_rows: dict[str, dict], inputs: InputSet, used: set[str], origin: int | None, q_file: Path
+) -> dict:
     by_reason = (
         pl.scan_parquet(q_file)
         .with_columns(pl.col("reason").str.replace(r" '.*$", "").str.replace(r": expected .*$", ""))
@@ -289,6 +296,7 @@ def _report(source: Source, trace: str, table_rows: dict[str, dict], inputs: Inp
         "inputs": [
             {"file": i.display, "bytes": i.path.stat().st_size, "sha256_verified": inputs.verified.get(i.display)}
             for i in sorted(inputs.found.values(), key=lambda i: i.display)
+            if i.display in used
         ],
         "missing_inputs": sorted(inputs.missing),
     }

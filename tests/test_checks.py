@@ -1,0 +1,73 @@
+"""Row checks in isolation: each rejection reason, and the first-failing-check rule."""
+
+from __future__ import annotations
+
+import polars as pl
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ingest.checks import parse_number, parse_time, reject_duplicates
+from ingest.lines import REASON
+
+
+def frame(**cols: list) -> pl.LazyFrame:
+    n = len(next(iter(cols.values())))
+    return pl.LazyFrame({**cols, REASON: pl.Series([None] * n, dtype=pl.String)})
+
+
+def test_parse_number_reasons() -> None:
+    raw = ["7", "7.0", "", "x", "NaN", "1.5", "-3", "99999999999", "1e30", "NA"]
+    out = parse_number(frame(v=raw), "v", "n", dtype=pl.Int32, min_value=0, null_values=("NA",)).collect()
+    assert out["n"].to_list() == [7, 7, None, None, None, 1, -3, None, None, None]
+    assert out[REASON].to_list() == [
+        None,
+        None,
+        "missing v",
+        "unparseable v 'x'",
+        "NaN or infinite v",
+        "non-integer v '1.5'",
+        "negative v '-3'",
+        "out-of-range v '99999999999' (expected a Int32 integer)",
+        "out-of-range v '1e30' (expected a Int32 integer)",
+        "missing v",  # NA is null, and the column is required
+    ]
+
+
+def test_int64_keeps_full_precision() -> None:
+    out = parse_number(frame(v=["9007199254740993"]), "v", "n", dtype=pl.Int64).collect()
+    assert out["n"].item() == 9007199254740993  # not rounded through float64
+
+
+def test_parse_time_dst_policy() -> None:
+    raw = ["2017-11-05 01:30:00", "2017-03-12 02:30:00", "2017-11-05 00:30:00"]
+    out = parse_time(frame(t=raw), "t", "us", fmt="%Y-%m-%d %H:%M:%S", expected="YYYY-MM-DD HH:MM:SS",
+                     time_zone="America/Los_Angeles").collect()
+    # ambiguous 01:30 -> first occurrence (PDT, UTC-7); 02:30 on spring-forward day does not exist.
+    assert out["us"].to_list()[0] == 1509870600_000000
+    assert out["us"].to_list()[0] - out["us"].to_list()[2] == 3600_000000
+    assert out[REASON].to_list()[1] == "unparseable t '2017-03-12 02:30:00' (expected YYYY-MM-DD HH:MM:SS)"
+
+
+def test_first_good_row_wins_and_rejected_rows_claim_nothing() -> None:
+    lf = pl.LazyFrame({"k": ["a", "a", "b", "b", "a"], REASON: [None, None, "bad", None, None]})
+    out = reject_duplicates(lf, ["k"], "id").collect()
+    assert out[REASON].to_list() == [None, "duplicate id 'a'", "bad", None, "duplicate id 'a'"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("abcd"), st.booleans()), max_size=40))
+def test_duplicates_match_a_plain_python_model(rows: list[tuple[str, bool]]) -> None:
+    lf = pl.LazyFrame({"k": [k for k, _ in rows], REASON: [None if ok else "bad" for _, ok in rows]},
+                      schema={"k": pl.String, REASON: pl.String})
+    got = reject_duplicates(lf, ["k"], "id").collect()[REASON].to_list()
+    seen: set[str] = set()
+    want = []
+    for k, ok in rows:
+        if not ok:
+            want.append("bad")
+        elif k in seen:
+            want.append(f"duplicate id '{k}'")
+        else:
+            seen.add(k)
+            want.append(None)
+    assert got == want
