@@ -24,6 +24,7 @@ from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ingest import catalog
@@ -120,25 +121,29 @@ def _origin_us(tables: dict[str, Path], schema_of: dict[str, Table]) -> int | No
     return int(min(values)) if values else None
 
 
-def _write_canonical(lf: pl.LazyFrame, schema: pa.Schema, dest: Path, metadata: dict[str, str]) -> int:
-    """Write ``lf`` with exactly ``schema`` (plus file metadata) in fixed-size row groups; returns rows."""
-    meta = dict(schema.metadata or {})
+def _write_canonical(
+    src: Path, table: Table, dest: Path, metadata: dict[str, str], origin_us: int | None = None
+) -> int:
+    """Rewrite staged Parquet ``src`` as ``dest`` in exactly ``table.schema``; returns the row count.
+
+    Reads one batch at a time (memory is bounded by the row-group size), rebases the time columns
+    to seconds since ``origin_us``, and writes fixed-size row groups, so the bytes depend only on
+    the data.
+    """
+    meta = dict(table.schema.metadata or {})
     meta.update({k.encode(): v.encode() for k, v in metadata.items()})
-    schema = schema.with_metadata(meta)
+    schema = table.schema.with_metadata(meta)
     rows = 0
     with pq.ParquetWriter(dest, schema, compression="zstd", write_statistics=True) as writer:
-        pending: list[pa.RecordBatch] = []
+        pending: list[pa.Table] = []
         pending_rows = 0
-        for df in lf.collect_batches(chunk_size=ROW_GROUP_ROWS):
-            batch = df.to_arrow().cast(schema) if df.height else None
-            if batch is None:
-                continue
-            pending.append(batch)
+        for batch in pq.ParquetFile(src).iter_batches(batch_size=ROW_GROUP_ROWS, columns=table.columns):
+            pending.append(_rebase(pa.Table.from_batches([batch]), table, origin_us).cast(schema))
             pending_rows += batch.num_rows
             while pending_rows >= ROW_GROUP_ROWS:
-                tbl = pa.concat_tables(pending)
-                writer.write_table(tbl.slice(0, ROW_GROUP_ROWS), row_group_size=ROW_GROUP_ROWS)
-                rest = tbl.slice(ROW_GROUP_ROWS)
+                full = pa.concat_tables(pending)
+                writer.write_table(full.slice(0, ROW_GROUP_ROWS), row_group_size=ROW_GROUP_ROWS)
+                rest = full.slice(ROW_GROUP_ROWS)
                 pending, pending_rows = [rest], rest.num_rows
                 rows += ROW_GROUP_ROWS
         if pending_rows:
@@ -147,10 +152,14 @@ def _write_canonical(lf: pl.LazyFrame, schema: pa.Schema, dest: Path, metadata: 
     return rows
 
 
-def _rebase(table: Table, origin_us: int | None) -> list[pl.Expr]:
-    if origin_us is None:
-        return [pl.col(c).cast(pl.Float64) for c in table.time_columns]
-    return [((pl.col(c) - origin_us).cast(pl.Float64) / 1e6).alias(c) for c in table.time_columns]
+def _rebase(tbl: pa.Table, table: Table, origin_us: int | None) -> pa.Table:
+    """Staged epoch microseconds -> float seconds since the origin (as they are, if there is none)."""
+    for col in table.time_columns:
+        values = tbl.column(col)
+        if origin_us is not None:
+            values = pc.divide(pc.cast(pc.subtract(values, origin_us), pa.float64()), 1e6)
+        tbl = tbl.set_column(tbl.schema.get_field_index(col), col, values)
+    return tbl
 
 
 def run_source(
@@ -233,8 +242,7 @@ def _stage_all(
             say(f"writing {tname} for {trace}")
             table = schema_of[tname]
             dest = work / f"final__{tname}__{trace}.parquet"
-            lf = pl.scan_parquet(good).with_columns(_rebase(table, origin))
-            rows_out = _write_canonical(lf, table.schema, dest, meta)
+            rows_out = _write_canonical(good, table, dest, meta, origin)
             staged[(tname, trace)] = dest
             table_rows[tname] = {"rows_out": rows_out}
         q_dest = work / f"final__quarantine__{trace}.parquet"
@@ -243,7 +251,9 @@ def _stage_all(
             for tname, path in bad_files.get(trace, [])
         ]
         q_lf = _quarantine_frame(q_frames)
-        _write_canonical(q_lf.select(QUARANTINE.columns), QUARANTINE.schema, q_dest, meta)
+        q_stage = work / f"s1__quarantine__{trace}.parquet"
+        q_lf.select(QUARANTINE.columns).sink_parquet(q_stage, row_group_size=ROW_GROUP_ROWS)
+        _write_canonical(q_stage, QUARANTINE, q_dest, meta)
         staged[("quarantine", trace)] = q_dest
         for tname, path in bad_files.get(trace, []):
             quarantined[tname] = pl.scan_parquet(path).select(pl.len()).collect().item()
