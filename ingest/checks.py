@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import polars as pl
 
-from ingest.lines import REASON
+from ingest.lines import REASON, in_fast_path
 
 Check = tuple[pl.Expr, "str | pl.Expr"]
 """(condition that means the row is bad, reason text or expression)."""
@@ -94,18 +94,27 @@ def parse_time(
 ) -> pl.LazyFrame:
     """Parse a wall-clock timestamp column into absolute epoch microseconds (Int64) in ``out``.
 
-    ``fmt`` is a chrono format (``%.f`` accepts 0-9 fractional digits). ``time_zone`` localizes naive
-    values (DST: an ambiguous hour resolves to its first occurrence, a nonexistent time is rejected);
-    None keeps naive values as if UTC. ``expected`` is the human form quoted in rejections.
+    ``fmt`` is a chrono format (``%.f`` accepts 0-9 fractional digits, truncated to microseconds).
+    ``time_zone`` localizes naive values (DST: an ambiguous hour resolves to its first occurrence, a
+    nonexistent time is rejected); None keeps naive values as if UTC. ``expected`` is the human form
+    quoted in rejections. On the fast path (:func:`ingest.lines.fast_path`) the ISO-like layouts use
+    a fixed-position parser instead, which accepts a subset of what ``fmt`` accepts.
     """
     text = pl.col(raw)
     is_null = _blank(raw)
     for nv in null_values:
         is_null = is_null | (text == nv)
-    dt = text.str.to_datetime(fmt, strict=False, time_unit="us")
-    if time_zone is not None:
-        dt = dt.dt.replace_time_zone(time_zone, ambiguous="earliest", non_existent="null")
-    lf = lf.with_columns(pl.when(is_null).then(None).otherwise(dt.dt.epoch("us")).alias(out))
+    attempt = in_fast_path()
+    fast = _FAST_LAYOUTS.get(fmt) if attempt is not None else None
+    if fast is not None:
+        attempt.used = True
+        epoch_us = _fixed_layout_us(text, *fast, time_zone=time_zone)
+    else:
+        dt = text.str.to_datetime(fmt, strict=False, time_unit="us", cache=False)
+        if time_zone is not None:
+            dt = dt.dt.replace_time_zone(time_zone, ambiguous="earliest", non_existent="null")
+        epoch_us = dt.dt.epoch("us")
+    lf = lf.with_columns(pl.when(is_null).then(None).otherwise(epoch_us).alias(out))
     checks: list[Check] = []
     if required:
         checks.append((is_null, f"missing {raw}"))
@@ -113,6 +122,42 @@ def parse_time(
         (~is_null & pl.col(out).is_null(), pl.format(f"unparseable {raw} '{{}}' (expected {expected})", _quoted(raw)))
     )
     return reject_if(lf, *checks)
+
+
+_FAST_LAYOUTS: dict[str, tuple[str, bool, str]] = {
+    "%Y-%m-%d %H:%M:%S": (" ", False, ""),
+    "%Y-%m-%d %H:%M:%S%.f": (" ", True, ""),
+    "%Y-%m-%d %H:%M:%S%.f%:z": (" ", True, "+00:00"),
+    "%Y-%m-%dT%H:%M:%S%.fZ": ("T", True, "Z"),
+}
+"""Formats with a fixed-position fast parser: (date/time separator, optional fraction, literal suffix).
+``%:z`` is served only for ``+00:00`` (any other offset sends the source to the general parser)."""
+
+
+def _fixed_layout_us(s: pl.Expr, sep: str, fraction: bool, suffix: str, *, time_zone: str | None) -> pl.Expr:
+    """Epoch microseconds of ``YYYY-MM-DD<sep>HH:MM:SS[.f{1,9}]<suffix>``, null for anything else."""
+    whole = 19 + len(suffix)
+    n = s.str.len_bytes()
+    base = s.str.slice(0, 19).str.to_datetime(f"%Y-%m-%d{sep}%H:%M:%S", strict=False, time_unit="us", cache=False)
+    if time_zone is not None:
+        base = base.dt.replace_time_zone(time_zone, ambiguous="earliest", non_existent="null")
+    base_us = base.dt.epoch("us")
+    ok = n == whole
+    value = base_us
+    if fraction:
+        digits_n = n - whole - 1
+        digits = s.str.slice(20, digits_n.clip(0, 9)).cast(pl.UInt64, strict=False).cast(pl.Int64)
+        frac_us = (
+            pl.when(digits_n <= 6)
+            .then(digits * pl.lit(10, pl.Int64).pow(6 - digits_n.clip(1, 6)))
+            .otherwise(digits // pl.lit(10, pl.Int64).pow(digits_n.clip(6, 9) - 6))
+        )
+        has_frac = (s.str.slice(19, 1) == ".") & digits_n.is_between(1, 9) & digits.is_not_null()
+        ok = ok | has_frac
+        value = pl.when(n == whole).then(base_us).otherwise(base_us + frac_us)
+    if suffix:
+        ok = ok & s.str.ends_with(suffix)
+    return pl.when(ok).then(value)
 
 
 def seconds_to_us(expr: pl.Expr) -> pl.Expr:

@@ -64,7 +64,7 @@ def fetch(source: str, data: DataOpt = None) -> None:
                   disable=not err.is_terminal) as bar:
         for remote in src.downloads:
             task = bar.add_task(remote.name, total=remote.size_bytes)
-            path = fetch_file(remote, dest, progress=lambda done, total, t=task: bar.update(t, completed=done, total=total))
+            fetch_file(remote, dest, progress=lambda done, total, t=task: bar.update(t, completed=done, total=total))
             bar.update(task, description=f"{remote.name} ✓" + (" sha256" if remote.sha256 else ""))
     out.print(f"fetched {len(src.downloads)} file(s) into {dest}; next: ingest run {source}")
 

@@ -3,10 +3,21 @@
 Reading lines first, then splitting fields, is what lets a malformed row (too many or too few fields,
 a blank line) be quarantined with its exact line number instead of aborting the whole file. Polars
 scans the file in streaming batches, so memory stays bounded whatever the file size.
+
+Fast path: most real files are clean, and for them the fixed-layout timestamp parser in
+:mod:`ingest.checks` is 2x cheaper than the general one. Plans built inside :func:`fast_path` use it;
+it may be *stricter* than the general parser but never more lenient, and the pipeline re-runs a
+source without it whenever the fast attempt rejects any row, so the result (rows, reasons, bytes)
+is always the general path's. (Polars' native CSV reader was tried as well and rejected: it reads a
+short line's missing fields as empty strings, which would accept rows the robust path rejects.)
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -24,6 +35,33 @@ FILE = "_file"
 
 WRONG_COLUMN_COUNT = "wrong column count"
 _UNIT_SEP = "\x1f"  # never appears in the traces: makes the CSV reader return whole lines
+
+
+@dataclass
+class FastPath:
+    """The fast-path attempt in progress; parsers record whether they used a fast variant."""
+
+    used: bool = False
+    """True once some plan expression took a fast variant (else a robust re-run would change nothing)."""
+
+
+_FAST: ContextVar[FastPath | None] = ContextVar("tracelab_ingest_fast_path", default=None)
+
+
+@contextmanager
+def fast_path() -> Iterator[FastPath]:
+    """Build plans for the fast path inside this block (the pipeline's first attempt)."""
+    state = FastPath()
+    token = _FAST.set(state)
+    try:
+        yield state
+    finally:
+        _FAST.reset(token)
+
+
+def in_fast_path() -> FastPath | None:
+    """The fast-path attempt plans are being built for, or None on the robust path."""
+    return _FAST.get()
 
 
 def first_line(path: Path, display: str) -> str:
@@ -128,3 +166,4 @@ def explain_column_count(bad: pl.LazyFrame, separator: str = ",") -> pl.LazyFram
         .otherwise(pl.col(REASON))
         .alias(REASON)
     )
+

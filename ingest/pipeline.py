@@ -2,12 +2,15 @@
 
 Stages (all output goes to a private staging folder until the commit):
 
-1. every table plan is streamed once: good rows to a staging Parquet (times as absolute epoch
-   microseconds), rejected rows to a quarantine Parquet, and the input rows counted;
-2. each trace's origin is the minimum of its origin column (jobs.submit_s, requests.arrival_s);
-   every time column is rebased to seconds since it and written in the canonical Arrow schema, in
-   fixed-size row groups, so the same input always gives the same bytes;
-3. under the lake lock, partitions are swapped in and the catalog is rebuilt.
+1. a trace's origin (the minimum of jobs.submit_s / requests.arrival_s) is guessed from the first
+   rows of each input;
+2. every table plan is streamed once: good rows straight into the canonical Parquet file (times
+   rebased to seconds since the guessed origin), rejected rows to a staging file, input rows
+   counted, and the exact minimum time computed on the way; if the guess was wrong (an input not
+   sorted by time) the trace is written again with the exact origin;
+3. plans are first built with the fast parsers; if anything was rejected, everything is redone with
+   the general ones (see :mod:`ingest.lines`), so results never depend on the fast path;
+4. under the lake lock, partitions are swapped in and the catalog is rebuilt.
 
 ``rows_in == rows_out + rows_quarantined`` is checked for every table plan that reads input rows.
 """
@@ -23,22 +26,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from ingest import catalog
 from ingest.errors import CatalogError, InputNotFoundError, QuarantineError
 from ingest.inputs import InputSet, resolve_inputs
 from ingest.lake import commit, lake_lock
-from ingest.lines import FILE, LINE, RAW, REASON, explain_column_count
+from ingest.lines import FILE, LINE, RAW, REASON, explain_column_count, fast_path
 from ingest.paths import DataPaths, data_paths, traces_dir
 from ingest.schema import QUARANTINE, SCHEMA_VERSION, Table
+import pyarrow.compute as pc
+
+from ingest.writer import ROW_GROUP_ROWS, CanonicalWriter, copy_canonical
 from ingest.sources import get_source
 from ingest.sources.base import Source, TablePlan
-
-ROW_GROUP_ROWS = 1 << 20
-"""Rows per Parquet row group (fixed, so output bytes do not depend on thread timing)."""
 
 Progress = Callable[[str], None]
 
@@ -92,74 +92,96 @@ def _group(plans: list[TablePlan]) -> dict[tuple[str, str], list[TablePlan]]:
     return dict(sorted(groups.items()))
 
 
-def _stage_group(table: Table, plans: list[TablePlan], out: Path) -> tuple[Path, Path | None, int | None, set[str]]:
-    """Stream one (table, trace): good rows, quarantined rows, the number of input rows, the input files."""
-    frame = pl.concat([p.frame for p in plans], how="vertical") if len(plans) > 1 else plans[0].frame
+HEAD_ROWS = 10_000
+"""Rows per input read ahead to guess the trace origin (exact for inputs sorted by time)."""
+
+
+@dataclass
+class _Written:
+    """What writing one (table, trace) produced."""
+
+    rows_in: int | None
+    rows_out: int
+    bad: Path | None
+    files: set[str]
+    min_us: int | None
+    """Minimum of the table's origin column (or of all its time columns), staged microseconds."""
+
+
+def _frame(plans: list[TablePlan]) -> pl.LazyFrame:
+    return pl.concat([p.frame for p in plans], how="vertical") if len(plans) > 1 else plans[0].frame
+
+
+def _origin_columns(table: Table) -> list[str]:
+    return [table.origin_column] if table.origin_column else list(table.time_columns)
+
+
+def _min_expr(table: Table) -> pl.Expr:
+    return pl.min_horizontal([pl.col(c).min() for c in _origin_columns(table)]).alias("m")
+
+
+class _GoodRows:
+    """The sink for good rows: writes them and notes, on the way, their input files and minimum time
+    (computing these in the callback, not as extra queries, keeps the input from being parsed twice)."""
+
+    def __init__(self, writer: CanonicalWriter) -> None:
+        self.writer = writer
+        self.files: set[str] = set()
+        self.min_us: int | None = None
+        self._cols = _origin_columns(writer.table) if writer.table.time_columns else []
+
+    def __call__(self, df: pl.DataFrame) -> None:
+        tbl = df.to_arrow()
+        self.files.update(pc.unique(tbl.column(FILE)).to_pylist())
+        for col in self._cols:
+            low = pc.min(tbl.column(col)).as_py()
+            if low is not None and (self.min_us is None or low < self.min_us):
+                self.min_us = low
+        self.writer.add(tbl)
+
+
+def _write_group(plans: list[TablePlan], dest: Path, meta: dict[str, str], origin_us: int | None) -> _Written:
+    """Stream one (table, trace) once: good rows straight into the canonical file, rejected rows to a
+    staging file, plus the input-row count, the input files and the minimum time."""
+    table = plans[0].table
+    frame = _frame(plans)
     derived = all(p.derived for p in plans)
-    good_path, bad_path = out.with_suffix(".good.parquet"), out.with_suffix(".bad.parquet")
-    good = frame.filter(pl.col(REASON).is_null()).select(table.columns)
-    queries = [good.sink_parquet(good_path, lazy=True, row_group_size=ROW_GROUP_ROWS)]
+    sink = _GoodRows(CanonicalWriter(dest, table, meta, origin_us))
+    good = frame.filter(pl.col(REASON).is_null()).select(*table.columns, FILE)
+    queries = [good.sink_batches(sink, chunk_size=ROW_GROUP_ROWS, lazy=True)]
+    bad_path = dest.with_suffix(".bad.parquet")
     if not derived:
         bad = frame.filter(pl.col(REASON).is_not_null()).select(
             pl.col(FILE).alias("source_file"), pl.col(LINE).alias("line"), pl.col(REASON).alias("reason"), pl.col(RAW).alias("raw")
         )
         queries.append(bad.sink_parquet(bad_path, lazy=True))
         queries.append(frame.select(pl.len().alias("n")))
-    queries.append(frame.select(pl.col(FILE).unique()))
-    results = pl.collect_all(queries, engine="streaming")
-    rows_in = int(results[-2]["n"][0]) if not derived else None
-    return good_path, (bad_path if not derived else None), rows_in, set(results[-1][FILE].to_list())
+    try:
+        results = pl.collect_all(queries, engine="streaming")
+    finally:
+        rows_out = sink.writer.close()
+    files = sink.files
+    if not derived:
+        files |= set(pl.scan_parquet(bad_path).select(pl.col("source_file").unique()).collect()["source_file"])
+    return _Written(
+        rows_in=None if derived else int(results[-1]["n"][0]),
+        rows_out=rows_out,
+        bad=None if derived else bad_path,
+        files=files,
+        min_us=sink.min_us,
+    )
 
 
-def _origin_us(tables: dict[str, Path], schema_of: dict[str, Table]) -> int | None:
-    """The trace origin: min of the origin column(s); without one, min of every time column."""
-    exprs = [
-        (path, schema_of[name].origin_column) for name, path in tables.items() if schema_of[name].origin_column
-    ] or [(path, c) for name, path in tables.items() for c in schema_of[name].time_columns]
-    values = [pl.scan_parquet(path).select(pl.col(col).min()).collect().item() for path, col in exprs]
-    values = [v for v in values if v is not None]
-    return int(min(values)) if values else None
-
-
-def _write_canonical(
-    src: Path, table: Table, dest: Path, metadata: dict[str, str], origin_us: int | None = None
-) -> int:
-    """Rewrite staged Parquet ``src`` as ``dest`` in exactly ``table.schema``; returns the row count.
-
-    Reads one batch at a time (memory is bounded by the row-group size), rebases the time columns
-    to seconds since ``origin_us``, and writes fixed-size row groups, so the bytes depend only on
-    the data.
-    """
-    meta = dict(table.schema.metadata or {})
-    meta.update({k.encode(): v.encode() for k, v in metadata.items()})
-    schema = table.schema.with_metadata(meta)
-    rows = 0
-    with pq.ParquetWriter(dest, schema, compression="zstd", write_statistics=True) as writer:
-        pending: list[pa.Table] = []
-        pending_rows = 0
-        for batch in pq.ParquetFile(src).iter_batches(batch_size=ROW_GROUP_ROWS, columns=table.columns):
-            pending.append(_rebase(pa.Table.from_batches([batch]), table, origin_us).cast(schema))
-            pending_rows += batch.num_rows
-            while pending_rows >= ROW_GROUP_ROWS:
-                full = pa.concat_tables(pending)
-                writer.write_table(full.slice(0, ROW_GROUP_ROWS), row_group_size=ROW_GROUP_ROWS)
-                rest = full.slice(ROW_GROUP_ROWS)
-                pending, pending_rows = [rest], rest.num_rows
-                rows += ROW_GROUP_ROWS
-        if pending_rows:
-            writer.write_table(pa.concat_tables(pending), row_group_size=ROW_GROUP_ROWS)
-            rows += pending_rows
-    return rows
-
-
-def _rebase(tbl: pa.Table, table: Table, origin_us: int | None) -> pa.Table:
-    """Staged epoch microseconds -> float seconds since the origin (as they are, if there is none)."""
-    for col in table.time_columns:
-        values = tbl.column(col)
-        if origin_us is not None:
-            values = pc.divide(pc.cast(pc.subtract(values, origin_us), pa.float64()), 1e6)
-        tbl = tbl.set_column(tbl.schema.get_field_index(col), col, values)
-    return tbl
+def _guess_origin(groups: dict[str, list[TablePlan]]) -> int | None:
+    """The minimum time over the first rows of every input of the origin tables: a cheap guess that
+    is exact whenever each input is sorted by time (then no second pass is needed)."""
+    values = []
+    for plans in groups.values():
+        for plan in plans:
+            got = plan.frame.head(HEAD_ROWS).filter(pl.col(REASON).is_null()).select(_min_expr(plan.table)).collect()
+            values.append(got["m"][0])
+    values = [int(v) for v in values if v is not None]
+    return min(values) if values else None
 
 
 def run_source(
@@ -188,11 +210,17 @@ def run_source(
         inputs = resolve_inputs(
             source.inputs, input_path, work / "inputs", checksums=source.checksums, verify=verify, exclude=paths.root
         )
-        plans = source.plan(inputs)
+        with fast_path() as attempt:
+            plans = source.plan(inputs)
         if not plans:
             raise InputNotFoundError(f"{input_path}: no table could be built from the inputs found")
         result = RunResult(source.name, input_path, missing_inputs=list(inputs.missing))
-        staged = _stage_all(source, plans, inputs, work, say, result)
+        staged = _stage_all(source, plans, inputs, work / "fast", say, result)
+        if attempt.used and result.rows_quarantined:
+            # The fast parsers reject some layouts the general ones accept: redo it all on the robust path.
+            say("some rows were rejected: re-reading with the general parsers")
+            result = RunResult(source.name, input_path, missing_inputs=list(inputs.missing))
+            staged = _stage_all(source, source.plan(inputs), inputs, work / "robust", say, result)
         if strict and result.rows_quarantined:
             reasons = {r: n for rep in result.reports.values() for r, n in rep["quarantine_by_reason"].items()}
             raise QuarantineError(
@@ -211,24 +239,25 @@ def run_source(
 def _stage_all(
     source: Source, plans: list[TablePlan], inputs: InputSet, work: Path, say: Progress, result: RunResult
 ) -> dict[tuple[str, str], Path]:
-    groups = _group(plans)
-    stage1: dict[str, dict[str, Path]] = defaultdict(dict)  # trace -> table -> good file
-    bad_files: dict[str, list[tuple[str, Path]]] = defaultdict(list)
-    counts: dict[tuple[str, str], int | None] = {}
-    files: dict[str, set[str]] = defaultdict(set)  # trace -> input display names that fed it
-    schema_of = {t: plans_[0].table for (t, _), plans_ in groups.items()}
-    for (tname, trace), group in groups.items():
-        say(f"reading {tname} for {trace}")
-        good, bad, rows_in, used = _stage_group(group[0].table, group, work / f"s1__{tname}__{trace}")
-        files[trace] |= used
-        stage1[trace][tname] = good
-        if bad is not None:
-            bad_files[trace].append((tname, bad))
-        counts[(tname, trace)] = rows_in
-
+    """Write every table of every trace into ``work``; fills ``result``; returns (table, trace) -> file."""
+    work.mkdir(parents=True, exist_ok=True)
+    by_trace: dict[str, dict[str, list[TablePlan]]] = defaultdict(dict)
+    for (tname, trace), group in _group(plans).items():
+        by_trace[trace][tname] = group
     staged: dict[tuple[str, str], Path] = {}
-    for trace, tables in sorted(stage1.items()):
-        origin = _origin_us(tables, schema_of)
+    for trace, groups in sorted(by_trace.items()):
+        staged.update(_stage_trace(source, trace, groups, inputs, work, say, result))
+    return staged
+
+
+def _stage_trace(
+    source: Source, trace: str, groups: dict[str, list[TablePlan]], inputs: InputSet, work: Path, say: Progress,
+    result: RunResult,
+) -> dict[tuple[str, str], Path]:
+    origin_groups = {t: g for t, g in groups.items() if g[0].table.origin_column} or {
+        t: g for t, g in groups.items() if g[0].table.time_columns}
+    origin = _guess_origin(origin_groups)
+    for attempt in ("guess", "exact"):
         meta = {
             "tracelab.trace": trace,
             "tracelab.source": source.name,
@@ -236,37 +265,35 @@ def _stage_all(
             "tracelab.time_zone": source.time_base.time_zone,
             "tracelab.epoch": source.time_base.epoch,
         }
-        table_rows: dict[str, dict] = {}
-        quarantined: dict[str, int] = {}
-        for tname, good in sorted(tables.items()):
-            say(f"writing {tname} for {trace}")
-            table = schema_of[tname]
-            dest = work / f"final__{tname}__{trace}.parquet"
-            rows_out = _write_canonical(good, table, dest, meta, origin)
-            staged[(tname, trace)] = dest
-            table_rows[tname] = {"rows_out": rows_out}
-        q_dest = work / f"final__quarantine__{trace}.parquet"
-        q_frames = [
-            pl.scan_parquet(path).select(pl.lit(trace).alias("trace"), pl.lit(tname).alias("dataset"), pl.all())
-            for tname, path in bad_files.get(trace, [])
-        ]
-        q_lf = _quarantine_frame(q_frames)
-        q_stage = work / f"s1__quarantine__{trace}.parquet"
-        q_lf.select(QUARANTINE.columns).sink_parquet(q_stage, row_group_size=ROW_GROUP_ROWS)
-        _write_canonical(q_stage, QUARANTINE, q_dest, meta)
-        staged[("quarantine", trace)] = q_dest
-        for tname, path in bad_files.get(trace, []):
-            quarantined[tname] = pl.scan_parquet(path).select(pl.len()).collect().item()
-        for tname, info in table_rows.items():
-            rows_in = counts[(tname, trace)]
-            q = quarantined.get(tname, 0)
-            if rows_in is not None and rows_in != info["rows_out"] + q:
-                raise CatalogError(
-                    f"internal error: {trace}/{tname}: {rows_in} rows in but {info['rows_out']} out + {q} quarantined"
-                )
-            info.update(rows_in=rows_in, rows_quarantined=q)
-            result.tables.append(TableResult(tname, trace, rows_in, info["rows_out"], q))
-        result.reports[trace] = _report(source, trace, table_rows, inputs, files[trace], origin, q_dest)
+        written: dict[str, _Written] = {}
+        for tname, group in sorted(groups.items()):
+            say(f"reading {tname} for {trace}")
+            written[tname] = _write_group(group, work / f"{tname}__{trace}.parquet", meta, origin)
+        mins = [written[t].min_us for t in origin_groups if written[t].min_us is not None]
+        exact = min(mins) if mins else None
+        if exact == origin:
+            break
+        say(f"{trace} is not sorted by time: rewriting with the exact origin")
+        origin = exact
+    staged = {(tname, trace): work / f"{tname}__{trace}.parquet" for tname in groups}
+    q_dest = work / f"quarantine__{trace}.parquet"
+    bad_files = [(t, w.bad) for t, w in sorted(written.items()) if w.bad is not None]
+    q_stage = work / f"quarantine__{trace}.stage.parquet"
+    _quarantine_frame([
+        pl.scan_parquet(path).select(pl.lit(trace).alias("trace"), pl.lit(tname).alias("dataset"), pl.all())
+        for tname, path in bad_files
+    ]).select(QUARANTINE.columns).sink_parquet(q_stage, row_group_size=ROW_GROUP_ROWS)
+    copy_canonical(q_stage, q_dest, QUARANTINE, meta)
+    staged[("quarantine", trace)] = q_dest
+    table_rows: dict[str, dict] = {}
+    for tname, w in sorted(written.items()):
+        q = 0 if w.bad is None else pl.scan_parquet(w.bad).select(pl.len()).collect().item()
+        if w.rows_in is not None and w.rows_in != w.rows_out + q:
+            raise CatalogError(f"internal error: {trace}/{tname}: {w.rows_in} rows in but {w.rows_out} out + {q} quarantined")
+        table_rows[tname] = {"rows_in": w.rows_in, "rows_out": w.rows_out, "rows_quarantined": q}
+        result.tables.append(TableResult(tname, trace, w.rows_in, w.rows_out, q))
+    files = set().union(*(w.files for w in written.values()))
+    result.reports[trace] = _report(source, trace, table_rows, inputs, files, origin, q_dest)
     return staged
 
 

@@ -97,3 +97,15 @@ def test_azure_2025_multimodal_gz(tmp_path: Path, data_root, query) -> None:
     run_source("azure_lmm_2025", tmp_path / "AzureLMMInferenceTrace_multimodal.csv.gz", data_root=data_root.root)
     rows = query("SELECT arrival_s, num_images, prompt_tokens, output_tokens FROM requests ORDER BY request_id")
     assert rows == [(0.0, 0, 1200, 80), (0.731, 3, 4000, 120), (1.731, 1, 900, 10)]
+
+
+def test_layout_outside_the_fast_parser_is_still_read(tmp_path: Path, data_root, query) -> None:
+    """A +01:00 offset is valid for the format but not for the fast parser: the run falls back, loses nothing."""
+    (tmp_path / "AzureLLMInferenceTrace_code_1week.csv").write_text(
+        "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+        "2024-05-12 00:00:00+00:00,1,2\n"
+        "2024-05-12 01:00:00.25+01:00,3,4\n"
+    )
+    result = run_source("azure_llm_2024", tmp_path, data_root=data_root.root)
+    assert result.rows_quarantined == 0
+    assert query("SELECT arrival_s FROM requests ORDER BY request_id") == [(0.0,), (0.25,)]

@@ -6,7 +6,9 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import ingest.checks as C
 from ingest.checks import parse_number, parse_time, reject_duplicates
+from ingest.lines import fast_path
 from ingest.lines import REASON
 
 
@@ -71,3 +73,37 @@ def test_duplicates_match_a_plain_python_model(rows: list[tuple[str, bool]]) -> 
             seen.add(k)
             want.append(None)
     assert got == want
+
+
+STAMPS = st.builds(
+    lambda y, mo, d, h, mi, sec, frac, tail, sep: f"{y:04d}-{mo:02d}-{d:02d}{sep}{h:02d}:{mi:02d}:{sec:02d}{frac}{tail}",
+    st.integers(1970, 2030), st.integers(1, 13), st.integers(1, 31), st.integers(0, 24), st.integers(0, 60),
+    st.integers(0, 60), st.sampled_from(["", ".", ".5", ".123", ".020521", ".9799600", ".123456789", ".1234567890", ".x1"]),
+    st.sampled_from(["", "+00:00", "+01:00", "Z", " "]), st.sampled_from([" ", "T"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(STAMPS, min_size=1, max_size=20), st.sampled_from(sorted(C._FAST_LAYOUTS)), st.sampled_from([None, "America/Los_Angeles"]))
+def test_fast_timestamp_parser_is_never_more_lenient(stamps: list[str], fmt: str, zone) -> None:
+    """On every input the fast parser gives the general parser's value, or rejects the row."""
+    kwargs = dict(fmt=fmt, expected="x", time_zone=zone)
+    general = parse_time(frame(t=stamps), "t", "us", **kwargs).collect()
+    with fast_path():
+        fast = parse_time(frame(t=stamps), "t", "us", **kwargs).collect()
+    for g, f in zip(general["us"].to_list(), fast["us"].to_list()):
+        assert f is None or f == g
+
+
+def test_fast_timestamp_parser_accepts_the_upstream_layouts() -> None:
+    cases = {
+        "%Y-%m-%d %H:%M:%S%.f": ["2023-11-16 18:17:03.9799600", "2023-11-16 18:17:04"],
+        "%Y-%m-%d %H:%M:%S%.f%:z": ["2024-05-12 00:00:00.001163+00:00", "2024-05-12 00:00:01+00:00"],
+        "%Y-%m-%dT%H:%M:%S%.fZ": ["2024-10-15T12:00:00.269Z", "2024-10-15T12:00:02Z"],
+        "%Y-%m-%d %H:%M:%S": ["2017-10-03 00:08:00"],
+    }
+    for fmt, stamps in cases.items():
+        general = parse_time(frame(t=stamps), "t", "us", fmt=fmt, expected="x").collect()["us"].to_list()
+        with fast_path():
+            fast = parse_time(frame(t=stamps), "t", "us", fmt=fmt, expected="x").collect()["us"].to_list()
+        assert fast == general and None not in fast

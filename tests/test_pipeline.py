@@ -176,3 +176,23 @@ def test_parallel_ingests_of_two_sources(traces: Path, tmp_path: Path, data_root
         assert query("SELECT trace, count(*) FROM requests GROUP BY trace ORDER BY trace") == [
             ("azure_llm_2023_code", 8819), ("azure_llm_2023_conv", 19366), ("azure_llm_2024_conv", 4)]
         assert validate_lake(data_root)[0] == []
+
+
+def test_unsorted_input_gets_the_exact_origin(tmp_path: Path, data_root, query, monkeypatch) -> None:
+    """The origin guessed from the first rows is wrong for an unsorted file: the trace is rewritten, and the
+    bytes are those of a run whose guess was right."""
+    import ingest.pipeline as pipeline
+
+    (tmp_path / "AzureLLMInferenceTrace_conv_1week.csv").write_text(
+        "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+        "2024-05-12 00:00:05+00:00,1,1\n2024-05-12 00:00:01.5+00:00,2,2\n2024-05-12 00:00:09+00:00,3,3\n"
+    )
+    run_source("azure_llm_2024", tmp_path, data_root=data_root.root)
+    right_guess = snapshot(data_root.root)
+    monkeypatch.setattr(pipeline, "HEAD_ROWS", 1)
+    messages: list[str] = []
+    run_source("azure_llm_2024", tmp_path, data_root=data_root.root, progress=messages.append)
+    assert any("not sorted by time" in m for m in messages)
+    assert query("SELECT arrival_s FROM requests ORDER BY request_id") == [(3.5,), (0.0,), (7.5,)]
+    assert {k: v for k, v in snapshot(data_root.root).items() if k.endswith(".parquet")} == {
+        k: v for k, v in right_guess.items() if k.endswith(".parquet")}
