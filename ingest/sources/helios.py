@@ -61,7 +61,6 @@ DISAGREE_TOLERANCE_S = 1
 """Upstream duration/queue differing from the recomputed value by more than this count as disagreements."""
 METRIC = "vc_gpus"
 """Utilization metric: GPUs assigned to a VC that day (for entity_kind 'cluster': the upstream total)."""
-_INT32_MAX = 2**31 - 1
 _RESERVED = {FILE, LINE, RAW, REASON, "time_s"}
 
 
@@ -73,13 +72,9 @@ def _text_or_null(col: str) -> pl.Expr:
     return pl.when(_blank(col)).then(None).otherwise(pl.col(col).str.strip_chars())
 
 
-def _parse_int(lf: pl.LazyFrame, raw: str, out: str, *, required: bool = True, max_value: int | None = None) -> pl.LazyFrame:
-    """parse_number for a non-negative integer, also rejecting values too large for Int64 (or ``max_value``)."""
-    lf = parse_number(lf, raw, out, dtype=pl.Int64, required=required, min_value=0)
-    too_big = ~_blank(raw) & pl.col(out).is_null()
-    if max_value is not None:
-        too_big = too_big | (pl.col(out) > max_value)
-    return reject_if(lf, (too_big, pl.format(f"{raw} out of range '{{}}'", pl.col(raw).str.slice(0, 60))))
+def _parse_int(lf: pl.LazyFrame, raw: str, out: str, *, required: bool = True, dtype: pl.DataType = pl.Int64) -> pl.LazyFrame:
+    """A non-negative integer (parse_number rejects values beyond ``dtype``)."""
+    return parse_number(lf, raw, out, dtype=dtype, required=required, min_value=0)
 
 
 def _parse_log_time(lf: pl.LazyFrame, raw: str, out: str, *, required: bool) -> pl.LazyFrame:
@@ -114,7 +109,7 @@ def parse_cluster_log(inp: ResolvedInput, cluster: str) -> pl.LazyFrame:
     lf = reject_if(lf, (_blank("job_id"), "missing job_id"))
     lf = _parse_int(lf, "gpu_num", "num_gpus")
     lf = _parse_int(lf, "cpu_num", "num_cpus")
-    lf = _parse_int(lf, "node_num", "num_nodes", max_value=_INT32_MAX)
+    lf = _parse_int(lf, "node_num", "num_nodes", dtype=pl.Int32)
     lf = map_status(lf.with_columns(pl.col("state").str.strip_chars()), "state", "status", STATUS)
     lf = _parse_log_time(lf, "submit_time", "submit_s", required=True)
     lf = _parse_log_time(lf, "start_time", "start_s", required=False)

@@ -47,10 +47,8 @@ MEMBER_SHA256 = {
 
 
 def _parse_int(lf: pl.LazyFrame, raw: str, out: str) -> pl.LazyFrame:
-    """A required non-negative integer; values too large for Int64 are rejected too."""
-    lf = parse_number(lf, raw, out, dtype=pl.Int64, min_value=0)
-    overflow = pl.col(raw).str.strip_chars().ne("") & pl.col(out).is_null()
-    return reject_if(lf, (overflow, pl.format(f"{raw} out of range '{{}}'", pl.col(raw).str.slice(0, 60))))
+    """A required non-negative integer (parse_number rejects values beyond Int64)."""
+    return parse_number(lf, raw, out, dtype=pl.Int64, min_value=0)
 
 
 def parse_cluster(inp: ResolvedInput, cluster: str) -> pl.LazyFrame:
