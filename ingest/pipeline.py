@@ -34,7 +34,9 @@ from ingest.lake import commit, lake_lock
 from ingest.lines import FILE, LINE, RAW, REASON, explain_column_count, fast_path
 from ingest.paths import DataPaths, data_paths, traces_dir
 from ingest.schema import QUARANTINE, SCHEMA_VERSION, Table
+import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from ingest.writer import ROW_GROUP_ROWS, CanonicalWriter, copy_canonical
 from ingest.sources import get_source
@@ -120,54 +122,77 @@ def _min_expr(table: Table) -> pl.Expr:
     return pl.min_horizontal([pl.col(c).min() for c in _origin_columns(table)]).alias("m")
 
 
-class _GoodRows:
-    """The sink for good rows: writes them and notes, on the way, their input files and minimum time
-    (computing these in the callback, not as extra queries, keeps the input from being parsed twice)."""
+_BAD_SCHEMA = pa.schema([("source_file", pa.string()), ("line", pa.int64()), ("reason", pa.string()), ("raw", pa.string())])
 
-    def __init__(self, writer: CanonicalWriter) -> None:
+
+class _RowSink:
+    """Receives every row of a table plan once, in input order, and sends it to exactly one place:
+    good rows to the canonical writer, rejected rows to the quarantine staging file. On the way it
+    counts the rows and notes the input files and the minimum time (doing this in one callback, not
+    as extra queries, keeps Polars from parsing the input twice or caching it in memory)."""
+
+    def __init__(self, writer: CanonicalWriter, bad_path: Path | None) -> None:
         self.writer = writer
+        self.bad_path = bad_path
+        self.rows_in = 0
+        self.rows_bad = 0
         self.files: set[str] = set()
         self.min_us: int | None = None
         self._cols = _origin_columns(writer.table) if writer.table.time_columns else []
+        self._bad: pq.ParquetWriter | None = None
 
     def __call__(self, df: pl.DataFrame) -> None:
         tbl = df.to_arrow()
+        self.rows_in += tbl.num_rows
         self.files.update(pc.unique(tbl.column(FILE)).to_pylist())
+        ok = pc.is_null(tbl.column(REASON))
+        good = tbl.filter(ok)
+        if good.num_rows < tbl.num_rows:
+            self._reject(tbl.filter(pc.invert(ok)))
         for col in self._cols:
-            low = pc.min(tbl.column(col)).as_py()
+            low = pc.min(good.column(col)).as_py()
             if low is not None and (self.min_us is None or low < self.min_us):
                 self.min_us = low
-        self.writer.add(tbl)
+        self.writer.add(good)
+
+    def _reject(self, bad: pa.Table) -> None:
+        if self.bad_path is None:
+            raise CatalogError(f"internal error: derived table {self.writer.table.name} has rejected rows")
+        if self._bad is None:
+            self._bad = pq.ParquetWriter(self.bad_path, _BAD_SCHEMA)
+        rows = pa.table([bad.column(FILE), bad.column(LINE), bad.column(REASON), bad.column(RAW)], schema=_BAD_SCHEMA)
+        self._bad.write_table(rows)
+        self.rows_bad += bad.num_rows
+
+    def close(self) -> int:
+        """Close both files; returns the number of good rows written."""
+        if self._bad is not None:
+            self._bad.close()
+        elif self.bad_path is not None:
+            pq.write_table(_BAD_SCHEMA.empty_table(), self.bad_path)
+        return self.writer.close()
 
 
 def _write_group(plans: list[TablePlan], dest: Path, meta: dict[str, str], origin_us: int | None) -> _Written:
-    """Stream one (table, trace) once: good rows straight into the canonical file, rejected rows to a
-    staging file, plus the input-row count, the input files and the minimum time."""
+    """Stream one (table, trace) once, through a :class:`_RowSink`."""
     table = plans[0].table
-    frame = _frame(plans)
     derived = all(p.derived for p in plans)
-    sink = _GoodRows(CanonicalWriter(dest, table, meta, origin_us))
-    good = frame.filter(pl.col(REASON).is_null()).select(*table.columns, FILE)
-    queries = [good.sink_batches(sink, chunk_size=ROW_GROUP_ROWS, lazy=True)]
-    bad_path = dest.with_suffix(".bad.parquet")
-    if not derived:
-        bad = frame.filter(pl.col(REASON).is_not_null()).select(
-            pl.col(FILE).alias("source_file"), pl.col(LINE).alias("line"), pl.col(REASON).alias("reason"), pl.col(RAW).alias("raw")
-        )
-        queries.append(bad.sink_parquet(bad_path, lazy=True))
-        queries.append(frame.select(pl.len().alias("n")))
+    sink = _RowSink(CanonicalWriter(dest, table, meta, origin_us), None if derived else dest.with_suffix(".bad.parquet"))
+    rejected = pl.col(REASON).is_not_null()
+    rows = _frame(plans).select(
+        *table.columns, FILE, LINE, REASON, pl.when(rejected).then(pl.col(RAW)).alias(RAW)  # raw lines of bad rows only
+    )
     try:
-        results = pl.collect_all(queries, engine="streaming")
+        rows.sink_batches(sink, chunk_size=ROW_GROUP_ROWS, engine="streaming")
     finally:
-        rows_out = sink.writer.close()
-    files = sink.files
-    if not derived:
-        files |= set(pl.scan_parquet(bad_path).select(pl.col("source_file").unique()).collect()["source_file"])
+        rows_out = sink.close()
+    if rows_out + sink.rows_bad != sink.rows_in:
+        raise CatalogError(f"internal error: {table.name}: {sink.rows_in} rows in, {rows_out} written + {sink.rows_bad} rejected")
     return _Written(
-        rows_in=None if derived else int(results[-1]["n"][0]),
+        rows_in=None if derived else sink.rows_in,
         rows_out=rows_out,
-        bad=None if derived else bad_path,
-        files=files,
+        bad=sink.bad_path,
+        files=sink.files,
         min_us=sink.min_us,
     )
 
