@@ -6,6 +6,8 @@ bytes depend only on its rows: re-running an ingest gives identical files.
 
 from __future__ import annotations
 
+import queue
+import threading
 from pathlib import Path
 
 import pyarrow as pa
@@ -29,7 +31,11 @@ def rebase(tbl: pa.Table, table: Table, origin_us: int | None) -> pa.Table:
 
 
 class CanonicalWriter:
-    """Streams Arrow tables of one canonical table into a Parquet file in fixed-size row groups."""
+    """Streams Arrow tables of one canonical table into a Parquet file in fixed-size row groups.
+
+    Rebasing, casting and encoding run on a background thread (pyarrow releases the GIL), so the
+    reader keeps parsing while a row group is compressed; tables are written in the order added.
+    """
 
     def __init__(self, dest: Path, table: Table, metadata: dict[str, str], origin_us: int | None) -> None:
         meta = dict(table.schema.metadata or {})
@@ -41,11 +47,27 @@ class CanonicalWriter:
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
         self._writer = pq.ParquetWriter(dest, self.schema, compression="zstd", write_statistics=True)
+        self._queue: queue.Queue[pa.Table | None] = queue.Queue(maxsize=2)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"write-{table.name}", daemon=True)
+        self._thread.start()
 
     def add(self, tbl: pa.Table) -> None:
-        """Append rows holding the table's columns, times as staged epoch microseconds."""
-        if tbl.num_rows == 0:
-            return
+        """Queue rows holding the table's columns, times as staged epoch microseconds."""
+        if self._error is not None:
+            raise self._error
+        if tbl.num_rows:
+            self._queue.put(tbl)
+
+    def _run(self) -> None:
+        while (tbl := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._write(tbl)
+                except BaseException as exc:  # noqa: BLE001 - handed to the producer by add()/close()
+                    self._error = exc
+
+    def _write(self, tbl: pa.Table) -> None:
         self._pending.append(rebase(tbl.select(self.table.columns), self.table, self.origin_us).cast(self.schema))
         self._pending_rows += tbl.num_rows
         while self._pending_rows >= ROW_GROUP_ROWS:
@@ -56,7 +78,12 @@ class CanonicalWriter:
             self.rows += ROW_GROUP_ROWS
 
     def close(self) -> int:
-        """Flush and close; returns the number of rows written."""
+        """Flush and close; returns the number of rows written (re-raises a write error)."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            self._writer.close()
+            raise self._error
         if self._pending_rows:
             self._writer.write_table(pa.concat_tables(self._pending), row_group_size=ROW_GROUP_ROWS)
             self.rows += self._pending_rows

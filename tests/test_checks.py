@@ -107,3 +107,17 @@ def test_fast_timestamp_parser_accepts_the_upstream_layouts() -> None:
         with fast_path():
             fast = parse_time(frame(t=stamps), "t", "us", fmt=fmt, expected="x").collect()["us"].to_list()
         assert fast == general and None not in fast
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.integers(-10**20, 10**20).map(str), st.sampled_from(["", "7.0", "1e3", "NaN", "+5", " 5", "x", "-0"])),
+                min_size=1, max_size=20),
+       st.sampled_from([pl.Int32, pl.Int64]), st.sampled_from([None, 0]))
+def test_fast_integer_parser_is_never_more_lenient(values: list[str], dtype, min_value) -> None:
+    kwargs = dict(dtype=dtype, min_value=min_value, required=False)
+    robust = parse_number(frame(v=values), "v", "n", **kwargs).collect()
+    with fast_path():
+        fast = parse_number(frame(v=values), "v", "n", **kwargs).collect()
+    for r_val, r_why, f_val, f_why in zip(robust["n"], robust[REASON], fast["n"], fast[REASON]):
+        if f_why is None:  # accepted on the fast path: the robust path accepts it with the same value
+            assert r_why is None and r_val == f_val
