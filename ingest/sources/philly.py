@@ -247,6 +247,17 @@ def _text(value: object) -> str | None:
     return None if value is None else str(value)
 
 
+def submitted_us(clock: LocalClock, item: dict) -> int:
+    """A job object's ``submitted_time`` in epoch microseconds; Rejected if missing or unparseable."""
+    try:
+        submit = clock.epoch_us(item.get("submitted_time"))
+    except BadTime as exc:
+        raise Rejected(exc.reason("submitted_time")) from None
+    if submit is None:
+        raise Rejected("missing submitted_time")
+    return submit
+
+
 def _job_row(clock: LocalClock, item: object) -> tuple[tuple, list[tuple]]:
     """One cluster_job_log object -> (job row without bookkeeping, attempt rows); Rejected if bad."""
     if not isinstance(item, dict):
@@ -260,12 +271,7 @@ def _job_row(clock: LocalClock, item: object) -> tuple[tuple, list[tuple]]:
         raise Rejected("missing status")
     if not isinstance(raw_status, str) or raw_status not in STATUS_MAP:
         raise Rejected(f"unknown status '{str(raw_status)[:60]}' (expected one of {', '.join(STATUS_MAP)})")
-    try:
-        submit = clock.epoch_us(item.get("submitted_time"))
-    except BadTime as exc:
-        raise Rejected(exc.reason("submitted_time")) from None
-    if submit is None:
-        raise Rejected("missing submitted_time")
+    submit = submitted_us(clock, item)
     atts = parse_attempts(clock, item.get("attempts"), submit, item["submitted_time"])
     status = STATUS_MAP[raw_status]
     if atts and atts[-1][1] is None:

@@ -47,7 +47,7 @@ from ingest.lines import FILE, LINE, RAW, REASON, check_header, scan_lines, spli
 from ingest.schema import JOBS, UTILIZATION
 from ingest.sources.base import Source, TablePlan, TimeBase
 from ingest.sources.philly import (
-    TIME_EXPECTED, TIME_FORMAT, ZONE, BadTime, LocalClock, Rejected, json_job_plans, parse_attempts,
+    TIME_EXPECTED, TIME_FORMAT, ZONE, LocalClock, Rejected, json_job_plans, parse_attempts, submitted_us,
 )
 
 RFOLD_EPOCH = "2017-08-14 23:27:00"
@@ -137,12 +137,7 @@ def _multigpu_row(clock: LocalClock, item: object) -> tuple[tuple, list[tuple]]:
         raise Rejected("missing num_gpus")
     if isinstance(num_gpus, bool) or not isinstance(num_gpus, int | float) or not 0 <= num_gpus < float("inf"):
         raise Rejected(f"unparseable num_gpus '{str(num_gpus)[:60]}' (expected a number >= 0)")
-    try:
-        submit = clock.epoch_us(item.get("submitted_time"))
-    except BadTime as exc:
-        raise Rejected(exc.reason("submitted_time")) from None
-    if submit is None:
-        raise Rejected("missing submitted_time")
+    submit = submitted_us(clock, item)
     atts = parse_attempts(clock, item.get("attempts"), submit, item["submitted_time"], detail=False)
     status = "running" if atts and atts[-1][1] is None else "completed"
     job = (job_id, None, None, submit, atts[0][0] if atts else None, atts[-1][1] if atts else None,
