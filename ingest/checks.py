@@ -14,6 +14,10 @@ import polars as pl
 
 from ingest.lines import REASON, in_fast_path
 
+FAST_REJECTED = "not read by a fast parser"
+"""Reason given on the fast path where a fast parser fails; its presence sends the source to the
+robust path (see :mod:`ingest.lines`), so it never reaches the lake."""
+
 Check = tuple[pl.Expr, "str | pl.Expr"]
 """(condition that means the row is bad, reason text or expression)."""
 
@@ -22,15 +26,8 @@ def reject_if(lf: pl.LazyFrame, *checks: Check) -> pl.LazyFrame:
     """Set ``_reason`` to the first failing check's reason, for rows that have no reason yet."""
     if not checks:
         return lf
-    attempt = in_fast_path()
     chain = pl.when(pl.col(REASON).is_not_null()).then(pl.col(REASON))
     for cond, reason in checks:
-        if isinstance(reason, pl.Expr) and attempt is not None:
-            # Polars evaluates every branch for every row: formatting the value into the reason costs
-            # ~10% of a check. A fast attempt with any rejected row is redone on the robust path, so
-            # its reasons are never kept and need not name the value.
-            attempt.used = True
-            reason = "rejected"
         chain = chain.when(cond).then(reason if isinstance(reason, pl.Expr) else pl.lit(reason))
     return lf.with_columns(chain.otherwise(pl.lit(None, pl.String)).alias(REASON))
 
@@ -73,9 +70,9 @@ def parse_number(
         # here, which sends the source to the robust path below (that parses them as documented).
         attempt.used = True
         lf = lf.with_columns(pl.when(is_null).then(None).otherwise(text.cast(dtype, strict=False)).alias(out))
-        checks.append((~is_null & pl.col(out).is_null(), "rejected"))
+        checks.append((~is_null & pl.col(out).is_null(), FAST_REJECTED))
         if min_value is not None:
-            checks.append((pl.col(out) < min_value, "rejected"))
+            checks.append(_below(raw, out, min_value))
         return reject_if(lf, *checks)
     as_float = text.cast(pl.Float64, strict=False)
     checks.append((~is_null & as_float.is_null(), pl.format(f"unparseable {raw} '{{}}'", _quoted(raw))))
@@ -91,9 +88,14 @@ def parse_number(
         value = as_float.cast(dtype)
     lf = lf.with_columns(pl.when(is_null).then(None).otherwise(value).alias(out))
     if min_value is not None:
-        checks.append((pl.col(out) < min_value, pl.format(f"negative {raw} '{{}}'", _quoted(raw)) if min_value == 0
-                       else pl.format(f"{raw} below {min_value} '{{}}'", _quoted(raw))))
+        checks.append(_below(raw, out, min_value))
     return reject_if(lf, *checks)
+
+
+def _below(raw: str, out: str, min_value: float) -> Check:
+    if min_value == 0:
+        return pl.col(out) < 0, pl.format(f"negative {raw} '{{}}'", _quoted(raw))
+    return pl.col(out) < min_value, pl.format(f"{raw} below {min_value} '{{}}'", _quoted(raw))
 
 
 def parse_time(
@@ -133,9 +135,9 @@ def parse_time(
     checks: list[Check] = []
     if required:
         checks.append((is_null, f"missing {raw}"))
-    checks.append(
-        (~is_null & pl.col(out).is_null(), pl.format(f"unparseable {raw} '{{}}' (expected {expected})", _quoted(raw)))
-    )
+    unparseable = FAST_REJECTED if fast is not None else pl.format(
+        f"unparseable {raw} '{{}}' (expected {expected})", _quoted(raw))
+    checks.append((~is_null & pl.col(out).is_null(), unparseable))
     return reject_if(lf, *checks)
 
 

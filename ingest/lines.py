@@ -6,9 +6,10 @@ scans the file in streaming batches, so memory stays bounded whatever the file s
 
 Fast path: most real files are clean, and for them the fixed-layout timestamp parser in
 :mod:`ingest.checks` is 2x cheaper than the general one. Plans built inside :func:`fast_path` use it;
-it may be *stricter* than the general parser but never more lenient, and the pipeline re-runs a
-source without it whenever the fast attempt rejects any row, so the result (rows, reasons, bytes)
-is always the general path's. (Polars' native CSV reader was tried as well and rejected: it reads a
+it may be *stricter* than the general parser but never more lenient; where it fails it gives the
+reason :data:`ingest.checks.FAST_REJECTED`, and the pipeline re-runs a source without it whenever
+that reason appears, so the result (rows, reasons, bytes) is always the general path's. Every other
+check is the same on both paths, so a fast attempt without that reason already is the result. (Polars' native CSV reader was tried as well and rejected: it reads a
 short line's missing fields as empty strings, which would accept rows the robust path rejects.)
 """
 

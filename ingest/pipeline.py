@@ -28,6 +28,7 @@ from pathlib import Path
 import polars as pl
 
 from ingest import catalog
+from ingest.checks import FAST_REJECTED
 from ingest.errors import CatalogError, InputNotFoundError, QuarantineError
 from ingest.inputs import InputSet, resolve_inputs
 from ingest.lake import commit, lake_lock
@@ -240,9 +241,9 @@ def run_source(
             raise InputNotFoundError(f"{input_path}: no table could be built from the inputs found")
         result = RunResult(source.name, input_path, missing_inputs=list(inputs.missing))
         staged = _stage_all(source, plans, inputs, work / "fast", say, result)
-        if attempt.used and result.rows_quarantined:
-            # The fast parsers reject some layouts the general ones accept: redo it all on the robust path.
-            say("some rows were rejected: re-reading with the general parsers")
+        if attempt.used and any(FAST_REJECTED in r["quarantine_by_reason"] for r in result.reports.values()):
+            # A fast parser failed on rows the general one may read: redo everything on the robust path.
+            say("some rows need the general parsers: re-reading")
             result = RunResult(source.name, input_path, missing_inputs=list(inputs.missing))
             staged = _stage_all(source, source.plan(inputs), inputs, work / "robust", say, result)
         if strict and result.rows_quarantined:
