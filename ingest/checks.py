@@ -66,10 +66,14 @@ def parse_number(
     checks: list[Check] = [(is_null, f"missing {raw}")] if required else []
     attempt = in_fast_path()
     if dtype.is_integer() and attempt is not None:
-        # Fast path: one plain integer cast. '7.0', '1e3', 'NaN' or an overflow read as unparseable
-        # here, which sends the source to the robust path below (that parses them as documented).
+        # Fast path: one float cast. Integral values below 2**53 (and the dtype's range), '7', '7.0'
+        # and '1e3' alike, are read exactly; anything else fails here and sends the source to the
+        # robust path below, which parses it as documented.
         attempt.used = True
-        lf = lf.with_columns(pl.when(is_null).then(None).otherwise(text.cast(dtype, strict=False)).alias(out))
+        as_float = text.cast(pl.Float64, strict=False)
+        bound = float(min(_INT_RANGE.get(dtype, 2**63), 2**53))
+        exact = (as_float == as_float.floor()) & (as_float.abs() < bound)
+        lf = lf.with_columns(pl.when(~is_null & exact).then(as_float.cast(dtype, strict=False)).alias(out))
         checks.append((~is_null & pl.col(out).is_null(), FAST_REJECTED))
         if min_value is not None:
             checks.append(_below(raw, out, min_value))
