@@ -23,13 +23,14 @@ out = Console()
 @app.command()
 def quickstart(
     main_only: Annotated[bool, typer.Option("--main-only", help="Ingest only the main trace (Azure 2023).")] = False,
+    offline: Annotated[bool, typer.Option("--offline", help="Never download; use local copies or a generated workload.")] = False,
     data: Annotated[Optional[Path], typer.Option("--data", help="Data root (default: $TRACELAB_DATA or ./data).")] = None,
 ) -> None:
     """Ingest a real trace (offline copy, else download, else a generated workload) and show where it went."""
     from tracelab.quickstart import quickstart as run_quickstart
 
     paths = data_paths(data)
-    result = run_quickstart(paths, all_offline=not main_only, say=lambda m: out.print(f"[dim]·[/] {m}"))
+    result = run_quickstart(paths, all_offline=not main_only, no_download=offline, say=lambda m: out.print(f"[dim]·[/] {m}"))
     table = Table(title=f"tracelab quickstart: main trace from {result.main_data}")
     for col in ("source", "trace", "table", "rows out", "quarantined"):
         table.add_column(col, justify="right" if col in ("rows out", "quarantined") else "left")
@@ -42,7 +43,8 @@ def quickstart(
     if result.main_data == "GENERATED":
         out.print("[bold red]The main trace is GENERATED (no offline copy, download failed): figures are not real.[/]")
     out.print(f"lake: {paths.lake}\ncatalog: {paths.catalog}  (duckdb {paths.catalog} -c 'SELECT * FROM traces')")
-    out.print("next: ingest info azure_llm_2023_conv · ingest list · ingest validate")
+    main_trace = result.runs[0].tables[-1].trace if result.runs and result.runs[0].tables else "TRACE"
+    out.print(f"next: ingest info {main_trace} · ingest list · ingest validate")
 
 
 def main() -> None:

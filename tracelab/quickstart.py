@@ -32,30 +32,33 @@ class QuickstartResult:
     skipped: dict[str, str] = field(default_factory=dict)
 
 
-def _main_source(paths: DataPaths, say: Say) -> tuple[str, Path | None, str]:
-    """(source, input path or None for the default lookup, how the data was obtained)."""
+def _main_source(paths: DataPaths, say: Say, no_download: bool) -> tuple[str, Path | None, str]:
+    """(source, input path, how the data was obtained)."""
     offline = traces_dir()
     if offline is not None and (offline / "azure_llm_2023").is_dir():
         return MAIN_SOURCE, offline / "azure_llm_2023", "offline copy"
     from ingest.download import fetch_file
 
     src = registry().get(MAIN_SOURCE)
-    try:
-        for remote in src.downloads:
-            say(f"downloading {remote.url}")
-            fetch_file(remote, paths.raw / MAIN_SOURCE, timeout_s=15)
-        return MAIN_SOURCE, paths.raw / MAIN_SOURCE, "downloaded"
-    except IngestError as exc:
-        say(f"could not get the real Azure 2023 trace ({exc})")
+    if no_download:
+        say("no offline copy of the Azure 2023 trace, and downloads are off (--offline)")
+    else:
+        try:
+            for remote in src.downloads:
+                say(f"downloading {remote.url}")
+                fetch_file(remote, paths.raw / MAIN_SOURCE, timeout_s=15)
+            return MAIN_SOURCE, paths.raw / MAIN_SOURCE, "downloaded"
+        except IngestError as exc:
+            say(f"could not get the real Azure 2023 trace ({exc})")
     from ingest.synth import write_synthetic_requests
 
     folder = write_synthetic_requests(paths.raw / "synthetic_llm").parent
     return "synthetic_llm", folder, "GENERATED"
 
 
-def quickstart(paths: DataPaths, *, all_offline: bool = True, say: Say = print) -> QuickstartResult:
+def quickstart(paths: DataPaths, *, all_offline: bool = True, no_download: bool = False, say: Say = print) -> QuickstartResult:
     """Ingest the main trace (real if possible) and, optionally, every other offline trace."""
-    source, path, how = _main_source(paths, say)
+    source, path, how = _main_source(paths, say, no_download)
     if how == "GENERATED":
         say("!!! NO REAL TRACE AVAILABLE: using a GENERATED workload (trace 'synthetic_llm'), not real data !!!")
     result = QuickstartResult(how)
