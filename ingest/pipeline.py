@@ -145,8 +145,10 @@ class _RowSink:
         self.rows_in += tbl.num_rows
         self.files.update(pc.unique(tbl.column(FILE)).to_pylist())
         ok = pc.is_null(tbl.column(REASON))
-        good = tbl.filter(ok)
-        if good.num_rows < tbl.num_rows:
+        if pc.all(ok).as_py():
+            good = tbl  # the usual case: no copy
+        else:
+            good = tbl.filter(ok)
             self._reject(tbl.filter(pc.invert(ok)))
         for col in self._cols:
             low = pc.min(good.column(col)).as_py()

@@ -46,7 +46,10 @@ class CanonicalWriter:
         self.rows = 0
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
-        self._writer = pq.ParquetWriter(dest, self.schema, compression="zstd", write_statistics=True)
+        # Dictionary-encode only the string columns: for ids, times and counts the dictionary is
+        # abandoned anyway, and trying costs ~20% of the write (measured on Azure 2024).
+        dict_cols = [f.name for f in table.schema if pa.types.is_string(f.type)]
+        self._writer = pq.ParquetWriter(dest, self.schema, compression="zstd", use_dictionary=dict_cols, write_statistics=True)
         self._queue: queue.Queue[pa.Table | None] = queue.Queue(maxsize=2)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=f"write-{table.name}", daemon=True)

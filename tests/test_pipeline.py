@@ -213,3 +213,25 @@ def test_fast_path_reruns_only_when_a_fast_parser_failed(tmp_path: Path, data_ro
     run_source("azure_llm_2024", tmp_path, data_root=data_root.root, progress=messages.append)
     assert any("re-reading" in m for m in messages)  # above 2**53: only the general parser reads it exactly
     assert query("SELECT prompt_tokens FROM requests ORDER BY request_id") == [(1,), (9007199254740993,)]
+
+
+def test_fast_and_robust_paths_give_the_same_bytes_on_real_files(traces: Path, tmp_path: Path, monkeypatch) -> None:
+    """The real Azure 2023 files (CRLF, no final newline, 7-digit fractions) through the fast path
+    (fixed-layout timestamps, float-cast integers) and through the robust path."""
+    from contextlib import contextmanager
+
+    import ingest.pipeline as pipeline
+    from ingest.lines import FastPath
+
+    fast_root, robust_root = tmp_path / "fast", tmp_path / "robust"
+    run_source("azure_llm_2023", traces / "azure_llm_2023", data_root=fast_root)
+
+    @contextmanager
+    def robust_only():
+        yield FastPath()  # plans see no fast-path attempt
+
+    monkeypatch.setattr(pipeline, "fast_path", robust_only)
+    run_source("azure_llm_2023", traces / "azure_llm_2023", data_root=robust_root)
+    fast = {k: v for k, v in snapshot(fast_root).items() if k.endswith(".parquet")}
+    robust = {k: v for k, v in snapshot(robust_root).items() if k.endswith(".parquet")}
+    assert fast == robust and len(fast) == 4
