@@ -42,7 +42,7 @@ def quickstart(
         out.print(f"[yellow]skipped[/] {name}: {why}")
     if result.main_data == "GENERATED":
         out.print("[bold red]The main trace is GENERATED (no offline copy, download failed): figures are not real.[/]")
-    out.print(f"lake: {paths.lake}\ncatalog: {paths.catalog}  (duckdb {paths.catalog} -c 'SELECT * FROM traces')")
+    out.print(f"lake: {paths.lake}\ncatalog: {paths.catalog} (DuckDB: views per table, plus traces and quarantine_summary)")
     main_trace = result.runs[0].tables[-1].trace if result.runs and result.runs[0].tables else "TRACE"
     out.print(f"next: ingest info {main_trace} · ingest list · ingest validate")
 
