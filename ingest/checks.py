@@ -36,6 +36,16 @@ def _blank(raw: str) -> pl.Expr:
     return pl.col(raw).is_null() | (pl.col(raw) == "")
 
 
+def is_blank(col: str) -> pl.Expr:
+    """True where a text field is null, empty or only spaces."""
+    return pl.col(col).is_null() | (pl.col(col).str.strip_chars() == "")
+
+
+def require(lf: pl.LazyFrame, *cols: str) -> pl.LazyFrame:
+    """Reject rows where any of ``cols`` is blank ("missing <col>", the first such column)."""
+    return reject_if(lf, *[(is_blank(c), f"missing {c}") for c in cols])
+
+
 def _quoted(raw: str) -> pl.Expr:
     return pl.col(raw).str.slice(0, 60)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import polars as pl
 
 from ingest import checks
-from ingest.checks import parse_number, reject_duplicates, reject_if, reject_order, seconds_to_us
+from ingest.checks import is_blank, parse_number, reject_duplicates, reject_if, reject_order, require, seconds_to_us
 from ingest.inputs import ResolvedInput
 from ingest.lines import FILE, LINE, RAW, REASON, check_headerless, scan_lines, split_fields
 from ingest.schema import JOBS, MACHINES, PAI_INSTANCE_USAGE, PAI_INSTANCES, PAI_MACHINE_METRIC, PAI_TASKS
@@ -49,18 +49,9 @@ def read_table(inp: ResolvedInput, table: str) -> pl.LazyFrame:
     return split_fields(scan_lines(inp.path, inp.display, skip_header=False), columns)
 
 
-def _blank(col: str) -> pl.Expr:
-    return pl.col(col).is_null() | (pl.col(col).str.strip_chars() == "")
-
-
 def _text(col: str) -> pl.Expr:
     """A text field with the empty string read as null."""
-    return pl.when(_blank(col)).then(None).otherwise(pl.col(col))
-
-
-def require(lf: pl.LazyFrame, *cols: str) -> pl.LazyFrame:
-    """Reject rows where any of ``cols`` is empty ("missing <col>")."""
-    return reject_if(lf, *[(_blank(c), f"missing {c}") for c in cols])
+    return pl.when(is_blank(col)).then(None).otherwise(pl.col(col))
 
 
 def map_status(lf: pl.LazyFrame, raw: str = "status", out: str = "_status") -> pl.LazyFrame:
@@ -173,7 +164,7 @@ def group_tags(inp: ResolvedInput) -> pl.LazyFrame:
     if an inst_id repeats, its first row wins."""
     lf = read_table(inp, "pai_group_tag_table")
     return (
-        lf.filter(pl.col(REASON).is_null() & ~_blank("inst_id"))
+        lf.filter(pl.col(REASON).is_null() & ~is_blank("inst_id"))
         .select("inst_id", _text("group").alias("_tag_group"))
         .unique(subset="inst_id", keep="first", maintain_order=True)
     )

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from ingest.checks import map_status, parse_number, parse_time, reject_duplicates, reject_if
+from ingest.checks import is_blank, map_status, parse_number, parse_time, reject_duplicates, reject_if, require
 from ingest.errors import FormatError
 from ingest.inputs import InputSet, InputSpec, ResolvedInput
 from ingest.lines import FILE, LINE, RAW, REASON, check_header, first_line, scan_lines, split_fields
@@ -64,12 +64,8 @@ METRIC = "vc_gpus"
 _RESERVED = {FILE, LINE, RAW, REASON, "time_s"}
 
 
-def _blank(col: str) -> pl.Expr:
-    return pl.col(col).is_null() | (pl.col(col).str.strip_chars() == "")
-
-
 def _text_or_null(col: str) -> pl.Expr:
-    return pl.when(_blank(col)).then(None).otherwise(pl.col(col).str.strip_chars())
+    return pl.when(is_blank(col)).then(None).otherwise(pl.col(col).str.strip_chars())
 
 
 def _parse_int(lf: pl.LazyFrame, raw: str, out: str, *, required: bool = True, dtype: pl.DataType = pl.Int64) -> pl.LazyFrame:
@@ -106,7 +102,7 @@ def parse_cluster_log(inp: ResolvedInput, cluster: str) -> pl.LazyFrame:
     """
     check_header(inp.path, inp.display, LOG_COLUMNS)
     lf = split_fields(scan_lines(inp.path, inp.display, skip_header=True), LOG_COLUMNS)
-    lf = reject_if(lf, (_blank("job_id"), "missing job_id"))
+    lf = require(lf, "job_id")
     lf = _parse_int(lf, "gpu_num", "num_gpus")
     lf = _parse_int(lf, "cpu_num", "num_cpus")
     lf = _parse_int(lf, "node_num", "num_nodes", dtype=pl.Int32)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from ingest.checks import parse_number, reject_duplicates, reject_if, seconds_to_us
+from ingest.checks import parse_number, reject_duplicates, require, seconds_to_us
 from ingest.inputs import InputSet, InputSpec, ResolvedInput
 from ingest.lines import FILE, LINE, RAW, REASON, check_header, scan_lines, split_fields
 from ingest.schema import JOBS
@@ -55,8 +55,7 @@ def parse_cluster(inp: ResolvedInput, cluster: str) -> pl.LazyFrame:
     """Parse one ``clusterNN.csv`` (header checked) into the canonical job columns plus bookkeeping."""
     check_header(inp.path, inp.display, COLUMNS)
     lf = split_fields(scan_lines(inp.path, inp.display, skip_header=True), COLUMNS)
-    blank_id = pl.col("job_id").is_null() | (pl.col("job_id").str.strip_chars() == "")
-    lf = reject_if(lf, (blank_id, "missing job_id"))
+    lf = require(lf, "job_id")
     lf = _parse_int(lf, "submission_time", "_submit_rel_s")
     lf = _parse_int(lf, "duration", "_duration_s")
     lf = _parse_int(lf, "num_gpu", "_num_gpus")

@@ -36,7 +36,7 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 
-from ingest.checks import parse_number, reject_duplicates, reject_if
+from ingest.checks import parse_number, reject_duplicates, reject_if, require
 from ingest.inputs import InputSet, InputSpec, ResolvedInput
 from ingest.lines import FILE, LINE, RAW, REASON, check_header, scan_lines, split_fields
 from ingest.records import clip, iter_json_array
@@ -339,8 +339,7 @@ def _util_lines(inp: ResolvedInput, columns: tuple[str, ...], *, trailing: bool 
     check_header(inp.path, inp.display, columns)
     lf = split_fields(scan_lines(inp.path, inp.display, skip_header=True), columns, trailing_separator=trailing)
     lf = parse_pacific_time(lf, "time", "time_s")
-    machine = pl.col(columns[1])
-    return reject_if(lf, (machine.is_null() | (machine.str.strip_chars() == ""), f"missing {columns[1]}"))
+    return require(lf, columns[1])
 
 
 GPU_COLUMNS = tuple(f"gpu{k}_util" for k in range(8))
