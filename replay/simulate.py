@@ -50,7 +50,7 @@ class Replica:
                 stop = next_arrival_s if sched.arrivals_matter() else INF
                 run = self.executor.execute_decode_run(plan, limit, stop, now)
                 n = len(run.step_times_s)
-                ends = np.cumsum(np.concatenate(([now], run.step_times_s)))[1:]
+                ends = run.end_s
                 self.log.extend(
                     ends,
                     start_s=np.concatenate(([now], ends[:-1])), duration_s=run.step_times_s,
@@ -125,18 +125,12 @@ def simulate(
         raise RuntimeError(f"{len(stuck)} requests neither finished nor rejected, e.g. {stuck[0]!r}")
 
 
-def tbt_stats(req: Request, ends_s: np.ndarray) -> tuple[float, float, float, float]:
-    """(p50, p90, p99, max) of the gaps between a request's consecutive output tokens; NaN if fewer than 2."""
+def token_times_s(req: Request, ends_s: np.ndarray) -> np.ndarray:
+    """End times of the steps that produced `req`'s output tokens (its token times), from its replica's step ends."""
     segs = req.token_segments
-    if not segs:
-        return (math.nan,) * 4
     if len(segs) == 1:
         a, b = segs[0]
-        times = ends_s[a:b + 1]
-    else:
-        times = np.concatenate([ends_s[a:b + 1] for a, b in segs])
-    if len(times) < 2:
-        return (math.nan,) * 4
-    gaps = np.diff(times)
-    p50, p90, p99 = np.percentile(gaps, (50, 90, 99))
-    return float(p50), float(p90), float(p99), float(gaps.max())
+        return ends_s[a:b + 1]
+    if not segs:
+        return np.zeros(0)
+    return np.concatenate([ends_s[a:b + 1] for a, b in segs])

@@ -70,6 +70,12 @@ class BlockPool:
     def release(self, blocks: Iterable[int]) -> None:
         """Drop one reference to each block; unreferenced blocks become free (cached ones stay findable)."""
         rc = self.refcount
+        if not self._by_hash:
+            # Nothing was ever registered, so no block is shared: every reference count is exactly 1.
+            for b in blocks:
+                rc[b] = 0
+            self._free.extend(blocks)
+            return
         for b in blocks:
             rc[b] -= 1
             if rc[b] == 0:

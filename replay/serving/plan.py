@@ -78,3 +78,5 @@ class DecodeRunResult:
     """numpy float64 array, one duration per executed step."""
     finished: list[int]
     """Requests that reached their true length at the last executed step (empty if the run stopped early)."""
+    end_s: "object"
+    """numpy float64 array: each step's end time, accumulated from the run's start like plain stepping."""

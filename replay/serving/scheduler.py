@@ -12,6 +12,7 @@ and prefills go first.
 from __future__ import annotations
 
 import heapq
+from itertools import accumulate
 
 import numpy as np
 
@@ -109,19 +110,36 @@ class Scheduler:
 
     def _schedule_mixed(self, plan: StepPlan, now_s: float) -> None:
         budget = self.cfg.max_num_batched_tokens
+        bs = self.cfg.block_size
+        paged = self.cfg.kv_mode == "paged"
         # Decodes first, then unfinished prefill chunks (Sarathi-Serve): decodes never stall behind a prefill.
-        order = [r for r in self.running if r.num_remaining_prefill == 1]
-        order += [r for r in self.running if r.num_remaining_prefill > 1]
+        order = self.running
+        if any(r.num_prompt_tokens + r.num_output_tokens - r.num_computed_tokens > 1 for r in order):
+            order = [r for r in self.running if r.num_remaining_prefill == 1]
+            order += [r for r in self.running if r.num_remaining_prefill > 1]
+        else:
+            order = list(order)
         i = 0
         kv_preempted = False
+        add, chunks = plan.add, plan.chunks
         while i < len(order) and budget > 0:
             r = order[i]
-            n = min(r.num_remaining_prefill, budget)
-            preempted, self_preempted = self._reserve(r, n, order, i, plan)
-            kv_preempted |= preempted
-            if self_preempted:
-                continue
-            self._add_chunk(plan, r, n)
+            computed = r.num_computed_tokens
+            remaining = r.num_prompt_tokens + r.num_output_tokens - computed
+            n = remaining if remaining < budget else budget
+            if paged and (computed + n + bs - 1) // bs > len(r.block_table):
+                preempted, self_preempted = self._reserve(r, n, order, i, plan)
+                kv_preempted |= preempted
+                if self_preempted:
+                    continue
+            produces = n == remaining
+            chunk = Chunk(r.idx, n, computed, produces, r.num_output_tokens + produces)
+            if n == 1 and computed:  # StepPlan.add, inlined: this loop runs for every decode of every step
+                chunks.append(chunk)
+                plan.num_decodes += 1
+                plan.decode_ctx_tokens += computed + 1
+            else:
+                add(chunk)
             budget -= n
             i += 1
         if not kv_preempted:
@@ -299,7 +317,9 @@ class Scheduler:
             self.pool.register(r.block_table[k], r.block_hashes[k])
         r.num_cached_hash_blocks = max(upto, r.num_cached_hash_blocks)
 
-    def _finish_done(self, plan: StepPlan, finished: list[int], end_s: float) -> list[Request]:
+    def _finish_done(self, plan: StepPlan, finished: list[int], end_s: float, may_hit_max_len: bool = True) -> list[Request]:
+        if not finished and not may_hit_max_len:
+            return []
         done_idx = set(finished)
         max_len = self.cfg.max_model_len
         done = []
@@ -361,21 +381,19 @@ class Scheduler:
                     limit = 1 if spare < 0 else self._kv_run_limit(plan, limit, spare)
         return max(limit, 1)
 
-    def _slack_tokens(self, plan: StepPlan) -> np.ndarray:
+    def _slack_tokens(self, plan: StepPlan) -> list[int]:
         """Per decode: tokens it can still write into its allocated blocks after this step's token."""
         bs, reqs = self.cfg.block_size, self._requests
-        return np.fromiter(
-            (len(reqs[c.req].block_table) * bs - c.num_cached_tokens for c in plan.chunks),
-            dtype=np.int64, count=len(plan.chunks),
-        )
+        return [len(reqs[c.req].block_table) * bs - c.num_cached_tokens for c in plan.chunks]
 
     def _kv_run_limit(self, plan: StepPlan, limit: int, free: int) -> int:
         """Most steps (<= limit, >= 1) whose new blocks fit in `free`."""
         slack = self._slack_tokens(plan)
+        self._run_slack = (plan, slack)
         bs = self.cfg.block_size
 
         def need(j: int) -> int:  # new blocks for steps 1..j-1 of the run (step 0 is already allocated)
-            return int(np.maximum(0, -((slack - j) // bs)).sum())
+            return sum((j - s + bs - 1) // bs for s in slack if s < j)
 
         if need(limit) <= free:
             return limit
@@ -390,12 +408,18 @@ class Scheduler:
 
     def decode_run_kv_used(self, plan: StepPlan, num_steps: int) -> np.ndarray:
         """KV blocks in use during each step of a decode run (what plain stepping would log)."""
-        inc = np.zeros(num_steps, dtype=np.int64)
-        if self.cfg.kv_mode == "paged":
-            bs = self.cfg.block_size
-            for s in self._slack_tokens(plan).tolist():
-                inc[s:num_steps:bs] += 1
-        return self.pool.num_used + np.cumsum(inc)
+        used0 = self.pool.num_used
+        if self.cfg.kv_mode != "paged":
+            return np.full(num_steps, used0, dtype=np.int64)
+        cached = getattr(self, "_run_slack", None)
+        slack = cached[1] if cached is not None and cached[0] is plan else self._slack_tokens(plan)
+        bs = self.cfg.block_size
+        # Request r takes a new block at run steps slack_r, slack_r + bs, ... (< num_steps).
+        new_blocks = [0] * num_steps
+        for s in slack:
+            for i in range(s, num_steps, bs):
+                new_blocks[i] += 1
+        return np.fromiter(accumulate(new_blocks, initial=used0), dtype=np.int64, count=num_steps + 1)[1:]
 
     def update_decode_run(self, plan: StepPlan, num_steps: int, finished: list[int], end_s: float) -> list[Request]:
         """Apply `num_steps` decode steps of `plan`'s batch; returns the requests finished at the last one."""
@@ -403,17 +427,25 @@ class Scheduler:
         self.step_index += num_steps
         bs, pool, reqs = self.cfg.block_size, self.pool, self._requests
         paged = self.cfg.kv_mode == "paged"
+        last = step + num_steps - 1
+        max_len, hit_max_len = self.cfg.max_model_len, False
         for c in plan.chunks:
             r = reqs[c.req]
             r.num_computed_tokens += num_steps
             r.num_output_tokens += num_steps
-            r.record_tokens(step, num_steps)
+            segs = r.token_segments  # inline Request.record_tokens: this loop is the simulator's hot path
+            if segs and segs[-1][1] == step - 1:
+                segs[-1][1] = last
+            else:
+                segs.append([step, last])
             if paged:
-                need = blocks_for(r.num_computed_tokens, bs) - len(r.block_table)
+                need = (r.num_computed_tokens + bs - 1) // bs - len(r.block_table)
                 if need > 0:
                     r.block_table.extend(pool.allocate(need))
+            if r.num_prompt_tokens + r.num_output_tokens >= max_len:
+                hit_max_len = True
         # Every decode produced its last token in the final step, so the usual finish rules apply there.
-        return self._finish_done(plan, finished, end_s)
+        return self._finish_done(plan, finished, end_s, hit_max_len)
 
     # ---- checks ------------------------------------------------------------------------------------------
 

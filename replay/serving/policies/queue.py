@@ -12,7 +12,6 @@ decode steps a running request's key stays fixed (None: it never gets worse whil
 
 from __future__ import annotations
 
-import math
 from typing import Protocol
 
 from replay.serving.registry import Registry
@@ -150,12 +149,3 @@ class SkipJoinMlfq(_Base):
 
     def tokens_until_key_change(self, req: Request) -> int | None:
         return self._level_and_left(req)[1]
-
-
-def check_predictions(policy: QueuePolicy, predicted: float | None) -> None:
-    """Raise a clear error when a length-aware policy gets a request without a prediction."""
-    if policy.needs_predictions and (predicted is None or math.isnan(predicted)):
-        raise ValueError(
-            f"policy {policy.name!r} orders by predicted output length, but a request has no prediction; "
-            "run with a predictor (or --oracle-lengths for the oracle baseline)"
-        )
