@@ -150,6 +150,11 @@ def rebuild_catalog(data: DataOpt = None) -> None:
     out.print(f"rebuilt {path}")
 
 
+def _is_click_exception(exc: Exception) -> bool:
+    """True for click's ClickException, whichever click raised it (recent typer bundles its own copy)."""
+    return any(c.__name__ == "ClickException" for c in type(exc).__mro__)
+
+
 def run_app(application: typer.Typer, argv: list[str] | None = None) -> int:
     """Run a Typer app, mapping IngestError to its exit code and one line on stderr."""
     try:
@@ -165,9 +170,7 @@ def run_app(application: typer.Typer, argv: list[str] | None = None) -> int:
         err.print("aborted", markup=False)
         return 130
     except Exception as exc:  # click usage errors and the rest
-        import click
-
-        if isinstance(exc, click.ClickException):
+        if _is_click_exception(exc):
             exc.show()
             return exc.exit_code
         err.print(f"internal error: {type(exc).__name__}: {exc} (set TRACELAB_DEBUG=1 for the traceback)", soft_wrap=True, markup=False)

@@ -36,8 +36,14 @@ err = Console(stderr=True)
 _C, _W = ServeConfig(), WorkloadSpec()  # defaults shown in --help come from the configs themselves
 
 
-class ReplayUsageError(click.ClickException):
-    """A user mistake (unknown name, bad value, missing trace): one line on stderr and a non-zero exit code."""
+# Typer >= 0.20 vendors its own click, whose ClickException is what a standalone typer app handles;
+# `tracelab`'s run_app catches the `click` package's. Inheriting from both works under either.
+_TYPER_CLICK_EXCEPTION = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+_CLICK_EXCEPTIONS = tuple(dict.fromkeys((_TYPER_CLICK_EXCEPTION, click.ClickException)))
+
+
+class ReplayUsageError(*_CLICK_EXCEPTIONS):
+    """A user mistake (unknown name, bad value, missing trace): one message on stderr and a non-zero exit code."""
 
     def __init__(self, message: str, exit_code: int = 2) -> None:
         super().__init__(message)

@@ -20,7 +20,7 @@ import math
 import os
 import tempfile
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, fields, replace
 from multiprocessing import get_context
 from pathlib import Path
@@ -149,14 +149,12 @@ def sweep(configs: Sequence[ServeConfig], *, workers: int | None = None, data_ro
     else:
         with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=get_context("spawn")) as pool:
             futures = {pool.submit(_run_one, *args): i for i, args in tasks.items()}
-            pending = set(futures)
-            while pending:
-                finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
-                for fut in finished:
-                    if fut.exception() is not None:
-                        pool.shutdown(wait=True, cancel_futures=True)
-                        raise fut.exception()
+            try:
+                for fut in as_completed(futures):
                     done(futures[fut], fut.result())
+            except BaseException:  # a failed run or Ctrl-C: start nothing more
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
     result = [r for r in rows if r is not None]
     if write_table:
         write_sweep(sinks.results_root(root) / "sweeps", sweep_id(configs), configs, result)

@@ -13,10 +13,12 @@ from rich.table import Table
 from ingest.cli import app as ingest_app
 from ingest.cli import run_app
 from ingest.paths import data_paths
+from replay.cli import app as replay_app
 
 app = typer.Typer(help="tracelab: ingest, characterize, predict and replay GPU-cluster and LLM-serving traces.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 app.add_typer(ingest_app, name="ingest")
+app.add_typer(replay_app, name="replay")
 out = Console()
 
 
