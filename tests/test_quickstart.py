@@ -27,6 +27,10 @@ def test_quickstart_uses_the_real_trace(traces: Path, tmp_path: Path) -> None:
     assert "main trace from offline copy" in res.stdout
     assert "19,366" in res.stdout and "8,819" in res.stdout
     assert "GENERATED" not in res.stdout
+    out = " ".join(res.stdout.split())
+    assert "serving replay of azure_llm_2023_conv" in out and "srpt (oracle)" in out
+    runs = [p for p in (tmp_path / "data" / "results").iterdir() if (p / "summary.json").is_file()]
+    assert len(runs) == 3, runs
 
 
 def test_quickstart_without_any_trace_generates_and_says_so(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ def quickstart(
     data: Annotated[Optional[Path], typer.Option("--data", help="Data root (default: $TRACELAB_DATA or ./data).")] = None,
 ) -> None:
     """Ingest a real trace (offline copy, else download, else a generated workload) and show where it went."""
+    from tracelab.quickstart import REPLAY_RATE_SCALE
     from tracelab.quickstart import quickstart as run_quickstart
 
     paths = data_paths(data)
@@ -45,6 +46,18 @@ def quickstart(
     if result.main_data == "GENERATED":
         out.print("[bold red]The main trace is GENERATED (no offline copy, download failed): figures are not real.[/]")
     out.print(f"lake: {paths.lake}\ncatalog: {paths.catalog} (DuckDB: views per table, plus traces and quarantine_summary)")
+    if result.replays:
+        rt = Table(title=f"serving replay of {result.replay_trace} (x{REPLAY_RATE_SCALE:g} rate, simulated H100, Llama-2-7B)")
+        for col in ("policy", "TTFT p50 s", "TTFT p99 s", "E2E mean s", "E2E p99 s", "SLO met"):
+            rt.add_column(col, justify="left" if col == "policy" else "right")
+        for label, s, path in result.replays:
+            fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+            rt.add_row(label, fmt(s["ttft_p50_s"]), fmt(s["ttft_p99_s"]), fmt(s["e2e_mean_s"]), fmt(s["e2e_p99_s"]),
+                       fmt(s["slo_attainment"]))
+        out.print(rt)
+        out.print(f"per-request metrics, step logs and summaries: {result.replays[0][2].parent}/<run id>/\n"
+                  "oracle rows use the true output lengths (an upper bound for a length predictor); "
+                  "more: tracelab replay --help")
     main_trace = result.runs[0].tables[-1].trace if result.runs and result.runs[0].tables else "TRACE"
     out.print(f"next: ingest info {main_trace} · ingest list · ingest validate")
 
