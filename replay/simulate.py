@@ -28,6 +28,8 @@ class Replica:
 
     def __init__(self, index: int, scheduler: Scheduler, executor: Executor, fast_decode: bool = True) -> None:
         self.index = index
+        self.stop_at_arrivals = False
+        """Always end decode runs at the next arrival (set with several replicas: routers read replica state)."""
         self.scheduler = scheduler
         self.executor = executor
         self.fast_decode = fast_decode
@@ -47,7 +49,7 @@ class Replica:
         if self.fast_decode and sched.can_run_decodes(plan):
             limit = sched.decode_run_limit(plan)
             if limit > 1:
-                stop = next_arrival_s if sched.arrivals_matter() else INF
+                stop = next_arrival_s if self.stop_at_arrivals or sched.arrivals_matter() else INF
                 run = self.executor.execute_decode_run(plan, limit, stop, now)
                 n = len(run.step_times_s)
                 ends = run.end_s
@@ -90,6 +92,8 @@ def simulate(
     if len(replicas) > 1 and router is None:
         raise ValueError("several replicas need a router")
     views = [rep.scheduler for rep in replicas]
+    for rep in replicas:
+        rep.stop_at_arrivals = len(replicas) > 1
     busy: list[tuple[float, int]] = []
     n, ai = len(requests), 0
     while True:

@@ -40,6 +40,11 @@ class BlockPool:
         return len(self._free) + len(self._cached_free)
 
     @property
+    def num_free_uncached(self) -> int:
+        """Free blocks holding no cached prefix (allocations take these before evicting anything)."""
+        return len(self._free)
+
+    @property
     def num_used(self) -> int:
         return self.num_blocks - self.num_free
 

@@ -44,6 +44,7 @@ class Scheduler:
         self.step_index = 0
         """Steps executed so far (the index of the next step in this replica's step log)."""
         self.num_preempted_in_step = 0
+        self.num_admitted_in_step = 0
         self.admission_blocked = False
         """Set by schedule(): a waiting request could not be admitted (memory, sequence slots or budget)."""
 
@@ -99,6 +100,7 @@ class Scheduler:
         """Plan the next step starting at `now_s` and allocate its KV blocks."""
         plan = StepPlan()
         self.num_preempted_in_step = 0
+        self.num_admitted_in_step = 0
         self.admission_blocked = False
         if self.policy.preemptive and self._waiting:
             self._preempt_for_priority(plan)
@@ -237,6 +239,7 @@ class Scheduler:
             r.first_scheduled_s = now_s
             r.prefix_hit_tokens = computed0
         r.status = RequestStatus.RUNNING
+        self.num_admitted_in_step += 1
         self._admit_counter += 1
         r.admit_seq = self._admit_counter
         self.running.append(r)
@@ -353,7 +356,8 @@ class Scheduler:
         """True if `plan` may be repeated with growing contexts until the next event."""
         # A one-token chunk that ends a prefill (or is cut by the budget) costs like a decode but is not one:
         # every chunk must be a decode of a request that already has its first token.
-        return (plan.is_decode_only and self.num_preempted_in_step == 0
+        # A (re)admitted request's one-token chunk on a fully cached context is not a decode either.
+        return (plan.is_decode_only and self.num_preempted_in_step == 0 and self.num_admitted_in_step == 0
                 and (not self._waiting or self.admission_blocked)
                 and all(c.produces_token and c.num_output_after >= 2 for c in plan.chunks))
 
@@ -371,7 +375,10 @@ class Scheduler:
                 if left is not None:
                     limit = min(limit, left)
         if cfg.kv_mode == "paged" and limit > 1:
-            limit = self._kv_run_limit(plan, limit, self.pool.num_free)
+            # With requests waiting, stop before the first eviction of a cached prefix block: it can change
+            # what the queue head would reuse, hence whether it fits.
+            free = self.pool.num_free_uncached if self._waiting else self.pool.num_free
+            limit = self._kv_run_limit(plan, limit, free)
             if watch_keys and self._waiting and len(self.running) < cfg.max_num_seqs:
                 # The head fits now (else it would have displaced someone); once decodes eat the blocks it
                 # needs, a better-keyed head preempts: stop before that step.
