@@ -72,16 +72,18 @@ class BlockPool:
             rc[b] = 1
         return out
 
-    def release(self, blocks: Iterable[int]) -> None:
+    def release(self, blocks: list[int]) -> None:
         """Drop one reference to each block; unreferenced blocks become free (cached ones stay findable)."""
         rc = self.refcount
         if not self._by_hash:
             # Nothing was ever registered, so no block is shared: every reference count is exactly 1.
             for b in blocks:
                 rc[b] = 0
-            self._free.extend(blocks)
+            self._free.extend(reversed(blocks))
             return
-        for b in blocks:
+        # Reversed, as vLLM does: a prefix's tail blocks become least-recently-used first, so eviction eats a
+        # cached prefix from its end and its head stays reusable.
+        for b in reversed(blocks):
             rc[b] -= 1
             if rc[b] == 0:
                 if self.block_hash[b] is None:

@@ -436,6 +436,8 @@ class Scheduler:
         paged = self.cfg.kv_mode == "paged"
         last = step + num_steps - 1
         max_len, hit_max_len = self.cfg.max_model_len, False
+        grow: list[tuple[list[int], int]] = []
+        total = 0
         for c in plan.chunks:
             r = reqs[c.req]
             r.num_computed_tokens += num_steps
@@ -448,9 +450,16 @@ class Scheduler:
             if paged:
                 need = (r.num_computed_tokens + bs - 1) // bs - len(r.block_table)
                 if need > 0:
-                    r.block_table.extend(pool.allocate(need))
+                    grow.append((r.block_table, need))
+                    total += need
             if r.num_prompt_tokens + r.num_output_tokens >= max_len:
                 hit_max_len = True
+        if total:  # one allocation for the whole run, handed out in chunk order
+            blocks = pool.allocate(total)
+            at = 0
+            for table, need in grow:
+                table.extend(blocks[at:at + need])
+                at += need
         # Every decode produced its last token in the final step, so the usual finish rules apply there.
         return self._finish_done(plan, finished, end_s, hit_max_len)
 

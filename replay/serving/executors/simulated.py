@@ -28,7 +28,9 @@ class SimulatedExecutor:
         num_steps = min(max_steps, max(min(to_finish), 0) + 1)
         times = self.cost_model.decode_run_times_s(plan.num_decodes, plan.decode_ctx_tokens, num_steps)
         # End of step i = now + t0 + ... + ti, accumulated left to right exactly as plain stepping does.
-        ends = np.cumsum(np.concatenate(([now_s], times)))[1:]
+        acc = times.copy()
+        acc[0] += now_s
+        ends = np.cumsum(acc)  # (((now + t0) + t1) + ...): cumsum accumulates left to right
         if stop_at_s != float("inf") and num_steps > 1:
             # Step i > 0 starts at ends[i-1]; steps starting at or after stop_at_s do not run.
             num_steps = min(num_steps, int(np.searchsorted(ends[:-1], stop_at_s, side="left")) + 1)
