@@ -28,11 +28,13 @@ from replay.simulate import Replica, simulate, token_times_s
 from replay.sources import Workload, WorkloadSpec, load_workload
 
 COST_MODELS: Registry = Registry("cost model")
-COST_MODELS.register("roofline")(lambda model, gpu, tp, block_size, profiles: RooflineCostModel(model, gpu, tp=tp, block_size=block_size))
-COST_MODELS.register("table")(
-    lambda model, gpu, tp, block_size, profiles: TableCostModel.from_profiles_dir(model, gpu, profiles, tp=tp, block_size=block_size))
+COST_MODELS.register("roofline")(lambda model, gpu, tp, block_size, profiles, overhead: RooflineCostModel(
+    model, gpu, tp=tp, block_size=block_size, **({} if overhead is None else {"step_overhead_s": overhead})))
+COST_MODELS.register("table")(lambda model, gpu, tp, block_size, profiles, overhead: TableCostModel.from_profiles_dir(
+    model, gpu, profiles, tp=tp, block_size=block_size, **({} if overhead is None else {"step_overhead_s": overhead})))
 # A deliberately simple model for golden tests and teaching: 5 ms + 50 us/token + 20 ns/context token.
-COST_MODELS.register("linear")(lambda model, gpu, tp, block_size, profiles: LinearCostModel(5e-3, 5e-5, 2e-8, 1e-5))
+COST_MODELS.register("linear")(
+    lambda model, gpu, tp, block_size, profiles, overhead: LinearCostModel(overhead if overhead is not None else 5e-3, 5e-5, 2e-8, 1e-5))
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ class ServeConfig:
     """'roofline', 'table' (measured H100 profiles) or 'linear'."""
     profiles_dir: str | None = None
     """Profiles for the table model (default $TRACELAB_PROFILES, else ../shared/profiles)."""
+    step_overhead_s: float | None = None
+    """Fixed CPU/launch time per step (None: the cost model's default; 0 matches simulators that model none)."""
     policy: str = "fcfs"
     """Queue policy: fcfs, sjf, srpt, mlfq, priority."""
     victim_policy: str = "last_admitted"
@@ -108,6 +112,8 @@ class ServeConfig:
         if QUEUE_POLICIES.create(self.policy).needs_predictions and self.predictor is None:
             raise ValueError(f"policy {self.policy!r} needs predicted lengths: give a predictor "
                              "(or predictor='oracle' with oracle_lengths=True for the oracle baseline)")
+        if self.step_overhead_s is not None and self.step_overhead_s < 0:
+            raise ValueError("step_overhead_s must be >= 0")
         if self.cpu_swap_gib < 0 or not 0 < self.gpu_memory_utilization <= 1:
             raise ValueError("cpu_swap_gib must be >= 0 and gpu_memory_utilization in (0, 1]")
 
@@ -186,7 +192,8 @@ def build_replicas(config: ServeConfig, true_output_tokens: np.ndarray) -> list[
     replicas = []
     for k in range(config.num_replicas):
         cost = COST_MODELS.create(config.cost_model, model=model, gpu=gpu, tp=config.tensor_parallel,
-                                  block_size=config.block_size, profiles=config.profiles_dir)
+                                  block_size=config.block_size, profiles=config.profiles_dir,
+                                  overhead=config.step_overhead_s)
         scheduler = Scheduler(sched_cfg, QUEUE_POLICIES.create(config.policy), VICTIM_POLICIES.create(config.victim_policy))
         replicas.append(Replica(k, scheduler, SimulatedExecutor(cost, true_output_tokens), fast_decode=config.fast_decode))
     return replicas
@@ -201,7 +208,6 @@ def request_columns(reqs: list[Request], workload: Workload, replicas: list[Repl
     def f(xs):
         return np.array([nan if x is None else x for x in xs], dtype=np.float64)
 
-    tbt = [metrics.tbt_stats(token_times_s(r, ends[r.replica])) for r in reqs]
     cols = {
         "replica": np.array([r.replica for r in reqs], dtype=np.int64),
         "request_id": np.asarray(workload.request_id, dtype=object),
@@ -220,8 +226,7 @@ def request_columns(reqs: list[Request], workload: Workload, replicas: list[Repl
     }
     cols.update(metrics.latency_columns(cols["arrival_s"], cols["first_scheduled_s"], cols["first_token_s"],
                                         cols["finish_s"], cols["num_generated_tokens"]))
-    for name in ("tbt_p50_s", "tbt_p90_s", "tbt_p99_s", "tbt_max_s"):
-        cols[name] = np.array([t[name] for t in tbt], dtype=np.float64)
+    cols.update(metrics.tbt_columns([token_times_s(r, ends[r.replica]) for r in reqs]))
     return cols
 
 

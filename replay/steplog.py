@@ -1,11 +1,13 @@
 """A growable columnar step log: scalars appended one step at a time, or whole decode runs at once.
 
-Appending must be cheap (it runs once per simulated event), so nothing is converted to numpy until
-`columns()`: single steps go into Python lists, decode runs add their arrays as they are and their
-constant columns as (value, count) pairs.
+Appending runs once per simulated event, so it must be cheap, and a million-request replay logs tens
+of millions of steps, so it must be compact: every column is an `array.array` (8 bytes a value),
+grown in place; decode runs add their arrays as raw bytes and their constant columns by C-level repeat.
 """
 
 from __future__ import annotations
+
+from array import array
 
 import numpy as np
 
@@ -23,58 +25,41 @@ STEP_COLUMNS = {
 """Per-step columns. num_waiting is the queue length at the step's scheduling decision (inside a decode
 run: at the run's first step, since arrivals queued during a run cannot change it)."""
 
-_ALL = ("end_s", *STEP_COLUMNS)
+_TYPECODES = {np.float64: "d", np.int64: "q"}
+_ALL = {"end_s": np.float64, **STEP_COLUMNS}
 
 
 class StepLog:
     """Columns of STEP_COLUMNS; `ends_s()` gives each step's end time (start + duration)."""
 
     def __init__(self) -> None:
-        self._parts: dict[str, list] = {c: [] for c in _ALL}
-        self._cur: dict[str, list] = {c: [] for c in _ALL}
+        self._cols = {c: array(_TYPECODES[t]) for c, t in _ALL.items()}
         self.num_steps = 0
 
     def append(self, end_s: float, **values) -> None:
-        cur = self._cur
-        cur["end_s"].append(end_s)
+        cols = self._cols
+        cols["end_s"].append(end_s)
         for c in STEP_COLUMNS:
-            cur[c].append(values[c])
+            cols[c].append(values[c])
         self.num_steps += 1
 
     def extend(self, ends_s: np.ndarray, **columns) -> None:
         """Add len(ends_s) steps; scalar column values are repeated."""
         n = len(ends_s)
         columns["end_s"] = ends_s
-        parts, cur = self._parts, self._cur
-        if cur["end_s"]:
-            for c in _ALL:
-                parts[c].append(cur[c])
-            self._cur = {c: [] for c in _ALL}
-        for c in _ALL:
+        for c, col in self._cols.items():
             v = columns[c]
-            parts[c].append(v if isinstance(v, np.ndarray) else (v, n))
+            if isinstance(v, np.ndarray):
+                col.frombytes(np.ascontiguousarray(v, dtype=_ALL[c]).tobytes())
+            else:
+                col.extend(array(col.typecode, (v,)) * n)
         self.num_steps += n
 
-    def _column(self, name: str, dtype) -> np.ndarray:
-        parts = [*self._parts[name], self._cur[name]]
-        if not any(isinstance(p, np.ndarray) for p in parts):
-            # Scalars and (value, count) runs only: one np.repeat instead of an array per part.
-            values: list = []
-            counts: list[int] = []
-            for p in parts:
-                if isinstance(p, tuple):
-                    values.append(p[0])
-                    counts.append(p[1])
-                else:
-                    values.extend(p)
-                    counts.extend([1] * len(p))
-            return np.repeat(np.asarray(values, dtype=dtype), np.asarray(counts, dtype=np.int64))
-        out = [np.full(p[1], p[0], dtype=dtype) if isinstance(p, tuple) else np.asarray(p, dtype=dtype)
-               for p in parts if isinstance(p, tuple) or len(p)]
-        return np.concatenate(out) if out else np.zeros(0, dtype=dtype)
+    def _column(self, name: str) -> np.ndarray:
+        return np.frombuffer(self._cols[name], dtype=_ALL[name]).copy()
 
     def columns(self) -> dict[str, np.ndarray]:
-        return {c: self._column(c, dtype) for c, dtype in STEP_COLUMNS.items()}
+        return {c: self._column(c) for c in STEP_COLUMNS}
 
     def ends_s(self) -> np.ndarray:
-        return self._column("end_s", np.float64)
+        return self._column("end_s")

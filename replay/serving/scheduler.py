@@ -111,19 +111,24 @@ class Scheduler:
         return plan
 
     def _schedule_mixed(self, plan: StepPlan, now_s: float) -> None:
-        budget = self.cfg.max_num_batched_tokens
-        bs = self.cfg.block_size
-        paged = self.cfg.kv_mode == "paged"
+        cfg = self.cfg
+        budget = cfg.max_num_batched_tokens
+        bs = cfg.block_size
+        paged = cfg.kv_mode == "paged"
         # Decodes first, then unfinished prefill chunks (Sarathi-Serve): decodes never stall behind a prefill.
-        order = self.running
-        if any(r.num_prompt_tokens + r.num_output_tokens - r.num_computed_tokens > 1 for r in order):
-            order = [r for r in self.running if r.num_remaining_prefill == 1]
-            order += [r for r in self.running if r.num_remaining_prefill > 1]
-        else:
-            order = list(order)
+        order: list[Request] = []
+        later: list[Request] = []
+        for r in self.running:
+            if r.num_prompt_tokens + r.num_output_tokens - r.num_computed_tokens == 1:
+                order.append(r)
+            else:
+                later.append(r)
+        if later:
+            order += later
         i = 0
         kv_preempted = False
-        add, chunks = plan.add, plan.chunks
+        chunks = plan.chunks
+        num_decodes = decode_ctx = 0  # StepPlan.add's aggregates, kept locally: this loop is the hot path
         while i < len(order) and budget > 0:
             r = order[i]
             computed = r.num_computed_tokens
@@ -136,14 +141,16 @@ class Scheduler:
                     continue
             produces = n == remaining
             chunk = Chunk(r.idx, n, computed, produces, r.num_output_tokens + produces)
-            if n == 1 and computed:  # StepPlan.add, inlined: this loop runs for every decode of every step
+            if n == 1 and computed:
                 chunks.append(chunk)
-                plan.num_decodes += 1
-                plan.decode_ctx_tokens += computed + 1
+                num_decodes += 1
+                decode_ctx += computed + 1
             else:
-                add(chunk)
+                plan.add(chunk)
             budget -= n
             i += 1
+        plan.num_decodes += num_decodes
+        plan.decode_ctx_tokens += decode_ctx
         if not kv_preempted:
             self._admit(plan, budget, now_s)
 
@@ -300,6 +307,7 @@ class Scheduler:
         step = self.step_index
         self.step_index += 1
         reqs = self._requests
+        max_len, hit_max_len = self.cfg.max_model_len, False
         for c in plan.chunks:
             r = reqs[c.req]
             r.num_computed_tokens += c.num_tokens
@@ -308,9 +316,11 @@ class Scheduler:
                 if r.first_token_s is None:
                     r.first_token_s = end_s
                 r.record_tokens(step, 1)
+                if r.num_prompt_tokens + r.num_output_tokens >= max_len:
+                    hit_max_len = True
             if r.block_hashes is not None and r.num_cached_hash_blocks < len(r.block_hashes):
                 self._register_hashes(r)
-        return self._finish_done(plan, result.finished, end_s)
+        return self._finish_done(plan, result.finished, end_s, hit_max_len)
 
     def _register_hashes(self, r: Request) -> None:
         if not self.cfg.enable_prefix_caching or self.cfg.kv_mode == "static":
@@ -363,29 +373,34 @@ class Scheduler:
 
     def decode_run_limit(self, plan: StepPlan) -> int:
         """Most steps (>= 1) `plan`'s batch can advance before the scheduler's state would change course."""
-        cfg = self.cfg
-        limit = MAX_RUN_STEPS
-        reqs = self._requests
-        watch_keys = self.policy.preemptive
+        cfg, reqs, bs = self.cfg, self._requests, self.cfg.block_size
+        limit, max_len = MAX_RUN_STEPS, cfg.max_model_len
+        slack = []  # per decode: tokens it can still write into its blocks after this step's token
         for c in plan.chunks:
             r = reqs[c.req]
-            limit = min(limit, cfg.max_model_len - r.num_tokens)
-            if watch_keys:
-                left = self.policy.tokens_until_key_change(r)
-                if left is not None:
-                    limit = min(limit, left)
+            left = max_len - r.num_prompt_tokens - r.num_output_tokens
+            if left < limit:
+                limit = left
+            slack.append(len(r.block_table) * bs - c.num_cached_tokens)
+        self._run_slack = (plan, slack)
+        watch_keys = self.policy.preemptive
+        if watch_keys:
+            for c in plan.chunks:
+                left = self.policy.tokens_until_key_change(reqs[c.req])
+                if left is not None and left < limit:
+                    limit = left
         if cfg.kv_mode == "paged" and limit > 1:
             # With requests waiting, stop before the first eviction of a cached prefix block: it can change
             # what the queue head would reuse, hence whether it fits.
             free = self.pool.num_free_uncached if self._waiting else self.pool.num_free
-            limit = self._kv_run_limit(plan, limit, free)
+            limit = self._kv_run_limit(slack, limit, free)
             if watch_keys and self._waiting and len(self.running) < cfg.max_num_seqs:
                 # The head fits now (else it would have displaced someone); once decodes eat the blocks it
                 # needs, a better-keyed head preempts: stop before that step.
                 head_key, head = self._waiting[0]
-                if max(self.policy.key(self._requests[c.req]) for c in plan.chunks) > head_key:
+                if max(self.policy.key(reqs[c.req]) for c in plan.chunks) > head_key:
                     spare = self.pool.num_free - self._head_need_blocks(head) - cfg.watermark_blocks
-                    limit = 1 if spare < 0 else self._kv_run_limit(plan, limit, spare)
+                    limit = 1 if spare < 0 else self._kv_run_limit(slack, limit, spare)
         return max(limit, 1)
 
     def _slack_tokens(self, plan: StepPlan) -> list[int]:
@@ -393,10 +408,8 @@ class Scheduler:
         bs, reqs = self.cfg.block_size, self._requests
         return [len(reqs[c.req].block_table) * bs - c.num_cached_tokens for c in plan.chunks]
 
-    def _kv_run_limit(self, plan: StepPlan, limit: int, free: int) -> int:
+    def _kv_run_limit(self, slack: list[int], limit: int, free: int) -> int:
         """Most steps (<= limit, >= 1) whose new blocks fit in `free`."""
-        slack = self._slack_tokens(plan)
-        self._run_slack = (plan, slack)
         bs = self.cfg.block_size
 
         def need(j: int) -> int:  # new blocks for steps 1..j-1 of the run (step 0 is already allocated)
