@@ -315,7 +315,11 @@ class Scheduler:
                 r.num_output_tokens += 1
                 if r.first_token_s is None:
                     r.first_token_s = end_s
-                r.record_tokens(step, 1)
+                segs = r.token_segments  # Request.record_tokens(step, 1), inlined (hot path)
+                if segs and segs[-1][1] == step - 1:
+                    segs[-1][1] = step
+                else:
+                    segs.append([step, step])
                 if r.num_prompt_tokens + r.num_output_tokens >= max_len:
                     hit_max_len = True
             if r.block_hashes is not None and r.num_cached_hash_blocks < len(r.block_hashes):

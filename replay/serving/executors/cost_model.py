@@ -100,6 +100,16 @@ class LinearCostModel(_StepCostModel):
     def __post_init__(self) -> None:
         _non_negative(self, ("base_s", "per_token_s", "per_ctx_token_s", "swap_per_block_s"))
 
+    def _prefill_layer_scalar(self, q: int, c: int) -> float:
+        """`attention_prefill_layer_s` for one chunk, on Python lists (only the two bracketing curves)."""
+        q_grid, base_s, cq, curves = self._prefill_lists
+        base = _interp_scalar(q, q_grid, base_s)
+        if q > cq[-1]:
+            return base + _interp_scalar(c, *curves[-1]) * (q / cq[-1])
+        j = min(max(bisect_right(cq, q) - 1, 0), len(cq) - 2)
+        w = min(max((q - cq[j]) / (cq[j + 1] - cq[j]), 0.0), 1.0)
+        return base + ((1.0 - w) * _interp_scalar(c, *curves[j]) + w * _interp_scalar(c, *curves[j + 1]))
+
     def _times_s(self, num_decodes, decode_ctx_tokens, prefill_chunks):
         num_tokens = num_decodes + sum(q for q, _ in prefill_chunks)
         prefill_ctx = float(sum(c + q for q, c in prefill_chunks))
@@ -335,6 +345,12 @@ class TableCostModel(_StepCostModel):
         self._lists = tuple(a.tolist() for a in (token_grid, layer_ops_s, emb_s, lm_head_s))
         self.swap_per_block_s = swap_per_block_s
         self.step_overhead_s = step_overhead_s
+        # Memos of pure functions of their keys (same values, computed once): replays revisit the same
+        # decode batch sizes and (chunk, cached) prefill shapes thousands of times.
+        self._decode_rows: dict[int, np.ndarray] = {}
+        self._prefill_memo: dict[tuple[int, int], float] = {}
+        self._prefill_lists = (prefill_q_grid.tolist(), prefill_base_s.tolist(), self._curve_q.tolist(),
+                               [(kv.tolist(), d.tolist()) for _, kv, d in prefill_ctx_curves])
 
     @classmethod
     def from_vidur_profiles(cls, mlp_csv: str | Path, attention_csv: str | Path, model: ModelConfig, gpu: GpuSpec,
@@ -386,6 +402,12 @@ class TableCostModel(_StepCostModel):
 
     def attention_decode_layer_s(self, num_decodes: int, ctx_per_seq) -> np.ndarray:
         """Decode attention of one layer for a batch of `num_decodes` with `ctx_per_seq` tokens each, seconds."""
+        row = self._decode_rows.get(num_decodes)
+        if row is None:
+            row = self._decode_rows[num_decodes] = self._decode_row(num_decodes)
+        return _interp_s(ctx_per_seq, self.decode_kv_grid, row)
+
+    def _decode_row(self, num_decodes: int) -> np.ndarray:
         b, grid = self.decode_batch_grid, self.decode_layer_s
         if num_decodes >= b[-1]:
             row = grid[-1] * (num_decodes / b[-1])
@@ -395,7 +417,7 @@ class TableCostModel(_StepCostModel):
             j = int(np.searchsorted(b, num_decodes, side="right")) - 1
             w = (num_decodes - b[j]) / (b[j + 1] - b[j])
             row = (1.0 - w) * grid[j] + w * grid[j + 1]
-        return _interp_s(ctx_per_seq, self.decode_kv_grid, row)
+        return row
 
     def attention_prefill_layer_s(self, chunk_tokens, cached_tokens) -> np.ndarray:
         """Prefill attention of one layer per chunk (arrays of chunk and cached tokens), seconds."""
@@ -409,12 +431,27 @@ class TableCostModel(_StepCostModel):
         between = (1.0 - w) * extra[j, cols] + w * extra[j + 1, cols]
         return base + np.where(q > cq[-1], extra[-1] * (q / cq[-1]), between)
 
+    def _prefill_layer_scalar(self, q: int, c: int) -> float:
+        """`attention_prefill_layer_s` for one chunk, on Python lists (only the two bracketing curves)."""
+        q_grid, base_s, cq, curves = self._prefill_lists
+        base = _interp_scalar(q, q_grid, base_s)
+        if q > cq[-1]:
+            return base + _interp_scalar(c, *curves[-1]) * (q / cq[-1])
+        j = min(max(bisect_right(cq, q) - 1, 0), len(cq) - 2)
+        w = min(max((q - cq[j]) / (cq[j + 1] - cq[j]), 0.0), 1.0)
+        return base + ((1.0 - w) * _interp_scalar(c, *curves[j]) + w * _interp_scalar(c, *curves[j + 1]))
+
     def _times_s(self, num_decodes, decode_ctx_tokens, prefill_chunks):
         num_tokens = num_decodes + sum(q for q, _ in prefill_chunks)
         num_seqs = num_decodes + len(prefill_chunks)
         layer_s = self.layer_ops_time_s(num_tokens)
         if prefill_chunks:
-            layer_s += float(np.sum(self.attention_prefill_layer_s(*zip(*prefill_chunks))))
+            memo = self._prefill_memo
+            for chunk in prefill_chunks:
+                t = memo.get(chunk)
+                if t is None:
+                    t = memo[chunk] = self._prefill_layer_scalar(*chunk)
+                layer_s += t
         if num_decodes:
             decode_s = self.attention_decode_layer_s(num_decodes, decode_ctx_tokens / num_decodes)
         else:
