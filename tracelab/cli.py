@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from analysis.cli import analyze as analyze_command
 from ingest.cli import app as ingest_app
 from ingest.cli import run_app
 from ingest.paths import data_paths
@@ -18,6 +19,7 @@ from replay.cli import app as replay_app
 app = typer.Typer(help="tracelab: ingest, characterize, predict and replay GPU-cluster and LLM-serving traces.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 app.add_typer(ingest_app, name="ingest")
+app.command("analyze")(analyze_command)
 app.add_typer(replay_app, name="replay")
 out = Console()
 
