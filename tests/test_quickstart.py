@@ -31,6 +31,7 @@ def test_quickstart_uses_the_real_trace(traces: Path, tmp_path: Path) -> None:
     assert "serving replay of azure_llm_2023_conv" in out and "srpt (oracle)" in out
     runs = [p for p in (tmp_path / "data" / "results").iterdir() if (p / "summary.json").is_file()]
     assert len(runs) == 3, runs
+    assert (tmp_path / "data" / "reports" / "azure_llm_2023_conv.html").is_file()
 
 
 def test_quickstart_without_any_trace_generates_and_says_so(tmp_path: Path) -> None:

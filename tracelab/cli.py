@@ -48,6 +48,8 @@ def quickstart(
     if result.main_data == "GENERATED":
         out.print("[bold red]The main trace is GENERATED (no offline copy, download failed): figures are not real.[/]")
     out.print(f"lake: {paths.lake}\ncatalog: {paths.catalog} (DuckDB: views per table, plus traces and quarantine_summary)")
+    if result.report is not None:
+        out.print(f"characterization report: {result.report} (open it in a browser; JSON numbers beside it)")
     if result.replays:
         rt = Table(title=f"serving replay of {result.replay_trace} (x{REPLAY_RATE_SCALE:g} rate, simulated H100, Llama-2-7B)")
         for col in ("policy", "TTFT p50 s", "TTFT p99 s", "E2E mean s", "E2E p99 s", "SLO met"):

@@ -33,6 +33,8 @@ class QuickstartResult:
     replays: list[tuple[str, dict, Path]] = field(default_factory=list)
     """(policy label, run summary, results folder) for the policy comparison on the main trace."""
     replay_trace: str | None = None
+    report: Path | None = None
+    """The characterization report (HTML) of the main trace."""
 
 
 REPLAY_RATE_SCALE = 2.0
@@ -87,8 +89,33 @@ def quickstart(paths: DataPaths, *, all_offline: bool = True, no_download: bool 
             except IngestError as exc:
                 result.skipped[src.name] = str(exc)
     if replay:
+        _characterize_main(paths, result, say)
         _replay_main(paths, result, say)
     return result
+
+
+def _main_requests_trace(result: QuickstartResult) -> str | None:
+    traces = [t.trace for t in result.runs[0].tables if t.table == "requests"]
+    return next((t for t in traces if t.endswith("_conv")), traces[0] if traces else None)
+
+
+def _characterize_main(paths: DataPaths, result: QuickstartResult, say: Say) -> None:
+    """The characterization report of the main trace (HTML + JSON under data/reports)."""
+    from analysis.build import report_sections
+    from analysis.catalog import open_catalog
+    from analysis.report import render_html, write_report
+
+    trace = _main_requests_trace(result)
+    if trace is None:
+        return
+    say(f"characterizing {trace}")
+    con = open_catalog(paths.root)
+    try:
+        sections, numbers = report_sections(con, trace)
+    finally:
+        con.close()
+    result.report, _ = write_report(paths.root / "reports", trace, render_html(f"tracelab: {trace}", sections,
+                                                                               {"traces": trace}), numbers)
 
 
 def _replay_main(paths: DataPaths, result: QuickstartResult, say: Say) -> None:
@@ -96,8 +123,7 @@ def _replay_main(paths: DataPaths, result: QuickstartResult, say: Say) -> None:
     from replay.harness import ServeConfig, run_serve
     from replay.sources import WorkloadSpec
 
-    traces = [t.trace for t in result.runs[0].tables if t.table == "requests"]
-    trace = next((t for t in traces if t.endswith("_conv")), traces[0] if traces else None)
+    trace = _main_requests_trace(result)
     if trace is None:
         return
     result.replay_trace = trace

@@ -1,0 +1,109 @@
+"""Characterization benchmark: the full request-trace characterization of a 27 M-request trace.
+
+Data: ``benchmarks.gen_upstream``'s Azure 2024 generator (the exact upstream week-long CSV format,
+27.3 M rows, cached under ``OUT/data`` and shared with the ingest benchmark), ingested once with our
+pipeline into ``OUT/characterize/`` (cached).
+
+Two methods, each in its own child process (so peak RSS is per method), on the same canonical Parquet:
+
+* ``ours``: ``analysis.requests.characterize_requests(con, trace)`` over the DuckDB catalog (counts,
+  inter-arrival statistics, dispersion at 4 windows, ON/OFF at 2 thresholds, time patterns, token
+  statistics, exact correlations), plus building the report sections (rate series, CDFs, tokens/min).
+* ``pandas``: the notebook approach: ``pd.read_parquet`` of the same file, then ``describe`` /
+  percentiles of the token columns, ``diff`` of sorted arrivals for the inter-arrival CV, per-minute
+  counts with ``groupby``, ``corr`` (Pearson and Spearman): a subset of what ``ours`` computes.
+
+One JSON line goes to stdout and is appended to ``OUT/characterize_bench.jsonl``.
+Usage: ``python -m benchmarks.characterize_bench [--out bench-out] [--scale 1.0]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+TRACE = "azure_llm_2024_conv"
+
+OURS = """
+import json, sys, time
+t0 = time.perf_counter()
+from analysis.catalog import open_catalog
+from analysis.requests import characterize_requests
+from analysis.build import report_sections
+con = open_catalog(sys.argv[1])
+numbers = characterize_requests(con, sys.argv[2])
+t1 = time.perf_counter()
+sections, _ = report_sections(con, sys.argv[2])
+t2 = time.perf_counter()
+print(json.dumps({"characterize_s": t1 - t0, "report_sections_s": t2 - t1, "requests": numbers["counts"]["num_requests"],
+                  "cv": numbers["interarrival"]["cv"], "prompt_mean": numbers["prompt_tokens"]["mean"]}))
+"""
+
+PANDAS = """
+import json, sys, time, glob
+t0 = time.perf_counter()
+import pandas as pd
+df = pd.concat(pd.read_parquet(p, columns=["arrival_s", "prompt_tokens", "output_tokens"])
+               for p in sorted(glob.glob(sys.argv[1] + "/lake/requests/trace=" + sys.argv[2] + "/*.parquet")))
+stats = df[["prompt_tokens", "output_tokens"]].describe(percentiles=[.1, .25, .5, .75, .9, .99, .999])
+gaps = df["arrival_s"].sort_values().diff().dropna()
+cv = gaps.std() / gaps.mean()
+per_minute = df.groupby((df["arrival_s"] // 60).astype("int64")).size()
+pearson = df["prompt_tokens"].corr(df["output_tokens"])
+spearman = df["prompt_tokens"].corr(df["output_tokens"], method="spearman")
+print(json.dumps({"characterize_s": time.perf_counter() - t0, "requests": len(df), "cv": float(cv),
+                  "prompt_mean": float(stats.loc["mean", "prompt_tokens"]), "minutes": len(per_minute)}))
+"""
+
+
+def _child(code: str, *args: str) -> dict:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t0 = time.perf_counter()
+    res = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=REPO)
+    wall = time.perf_counter() - t0
+    if res.returncode:
+        raise RuntimeError(res.stderr[-2000:])
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    # ru_maxrss of children is the max over all children so far; children run one at a time, largest last wins.
+    out.update(wall_s=round(wall, 2), peak_rss_mib=round(max(peak, before) / 1024, 1))
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, default=REPO / "bench-out")
+    ap.add_argument("--scale", type=float, default=1.0)
+    args = ap.parse_args(argv)
+    from benchmarks import gen_upstream
+    from ingest.pipeline import run_source
+
+    src = args.out / "data" / f"azure_llm_2024-scale{args.scale:g}-seed0"
+    if not any(src.glob("*.csv")):
+        rows = None if args.scale == 1.0 else int(27_300_000 * args.scale)
+        gen_upstream.azure_llm_2024(src, rows=rows, seed=0)
+    root = args.out / "characterize" / f"scale{args.scale:g}"
+    if not (root / "lake" / "requests" / f"trace={TRACE}").exists():
+        run_source("azure_llm_2024", src, data_root=root, verify=False)
+    pandas = _child(PANDAS, str(root), TRACE)
+    ours = _child(OURS, str(root), TRACE)
+    record = {"bench": "characterize", "trace": TRACE, "requests": ours["requests"], "ours": ours,
+              "baseline": "pandas notebook approach (read_parquet, describe, diff CV, groupby minute, corr) "
+                          "computing a subset of ours, same file, own child process",
+              "pandas": pandas, "speedup_vs_pandas": round(pandas["wall_s"] / ours["wall_s"], 2),
+              "cv_agrees": abs(ours["cv"] - pandas["cv"]) < 1e-6 * max(1.0, pandas["cv"])}
+    line = json.dumps(record, sort_keys=True)
+    print(line, flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    with open(args.out / "characterize_bench.jsonl", "a") as fh:
+        fh.write(line + "\n")
+
+
+if __name__ == "__main__":
+    main()
