@@ -8,6 +8,7 @@ kind (Azure code vs conv, Philly vs Helios vs PAI, as the papers do).
 from __future__ import annotations
 
 import duckdb
+import polars as pl
 
 from analysis import prefix as prefix_mod
 from analysis import requests as rq
@@ -39,16 +40,16 @@ def request_sections(con: duckdb.DuckDBPyConnection, trace: str) -> tuple[list[S
     rate = rq.rate_series(con, trace, 60.0)
     sections = [
         Section("Overview", numbers["counts"]),
-        Section("Arrivals", {"inter-arrival": rq.interarrival_stats(con, trace), "on/off": rq.on_off(con, trace)},
+        Section("Arrivals", {"inter-arrival": numbers["interarrival"], "on/off": numbers["on_off"]},
                 [series_figure({"requests/min": (rate["window_start_s"].to_list(), rate["num_requests"].to_list())},
                                f"{trace}: arrivals per minute", "seconds since trace start", "requests")],
                 ["Index of dispersion > 1 means burstier than Poisson at that window size."]),
     ]
-    disp = rq.dispersion(con, trace)
+    disp = pl.DataFrame(numbers["dispersion"])
     sections[-1].figures.append(series_figure(
         {"index of dispersion": (disp[disp.columns[0]].to_list(), disp[disp.columns[-1]].to_list())},
         f"{trace}: index of dispersion of counts", "window (s)", "variance / mean"))
-    patterns = rq.time_patterns(con, trace)
+    patterns = numbers["time_patterns"]
     for name, labels in (("diurnal", [str(h) for h in range(24)]), ("weekly", list(rq.WEEKDAYS))):
         pat = patterns.get(name, {})
         if pat.get("available", True) and pat.get("requests_per_hour"):
@@ -60,9 +61,8 @@ def request_sections(con: duckdb.DuckDBPyConnection, trace: str) -> tuple[list[S
     tpm = rq.tokens_per_minute(con, trace)
     sections.append(Section(
         "Prompt and output lengths",
-        {"prompt_tokens": rq.token_stats(con, trace, "prompt_tokens"),
-         "output_tokens": rq.token_stats(con, trace, "output_tokens"),
-         "correlation": rq.length_correlation(con, trace)},
+        {"prompt_tokens": numbers["prompt_tokens"], "output_tokens": numbers["output_tokens"],
+         "correlation": numbers["correlation"]},
         [cdf_figure({"prompt": _cdf(prompt), "output": _cdf(output)}, f"{trace}: token CDFs", "tokens", log_x=True),
          series_figure({"prompt tokens/min": (tpm["window_start_s"].to_list(), tpm["prompt_tokens"].to_list()),
                         "output tokens/min": (tpm["window_start_s"].to_list(), tpm["output_tokens"].to_list())},
@@ -97,8 +97,8 @@ def compare_sections(con: duckdb.DuckDBPyConnection, traces: list[str]) -> tuple
         return compare_job_sections(con, traces)
     numbers = {t: rq.characterize_requests(con, t) for t in traces}
     curves = {col: {t: _cdf(rq.token_cdf(con, t, col)) for t in traces} for col in ("prompt_tokens", "output_tokens")}
-    stats = {t: {"prompt": rq.token_stats(con, t, "prompt_tokens"), "output": rq.token_stats(con, t, "output_tokens"),
-                 "interarrival_cv": rq.interarrival_stats(con, t).get("cv")} for t in traces}
+    stats = {t: {"prompt": n["prompt_tokens"], "output": n["output_tokens"], "interarrival_cv": n["interarrival"].get("cv")}
+             for t, n in numbers.items()}
     sections = [
         Section("Key numbers", stats),
         Section("Lengths", {}, [cdf_figure(curves["prompt_tokens"], "prompt tokens", "tokens", log_x=True),

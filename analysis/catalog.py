@@ -37,8 +37,13 @@ def open_catalog(data_root: str | Path | None = None) -> duckdb.DuckDBPyConnecti
     """A read-only connection to the catalog of ``data_root`` (default ``$TRACELAB_DATA`` or ``./data``).
 
     Raises ``ingest.errors.CatalogError`` (naming the command that creates it) if there is no catalog.
+    Runs single-threaded so that every figure is reproducible to the last bit.
     """
-    return connect(data_paths(data_root), read_only=True)
+    con = connect(data_paths(data_root), read_only=True)
+    # One thread: DuckDB's parallel float aggregates (sums, averages, variances) add in a thread-dependent
+    # order, so two runs could differ in the last digits; reports must be the same bytes on every run.
+    con.execute("SET threads TO 1")
+    return con
 
 
 def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[tuple]:

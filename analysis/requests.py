@@ -373,15 +373,20 @@ def length_correlation(con: duckdb.DuckDBPyConnection, trace: str) -> dict:
     and the correlation is formed once in Python: the same bytes on every run.
     """
     _span(con, trace)
+    # Ranks come from per-value counts (a GROUP BY, not a sort of every row): a value with `before`
+    # smaller rows and `c` ties has average rank before + (c + 1) / 2, doubled to stay an integer.
     moments = _row(
         con,
-        """WITH r AS (SELECT prompt_tokens::HUGEINT AS x, output_tokens::HUGEINT AS y FROM requests WHERE trace = ?),
-                rk AS (SELECT x, y,
-                              (2 * rank() OVER (ORDER BY x) + count(*) OVER (PARTITION BY x) - 1)::HUGEINT AS rx,
-                              (2 * rank() OVER (ORDER BY y) + count(*) OVER (PARTITION BY y) - 1)::HUGEINT AS ry
-                       FROM r)
-           SELECT count(*), sum(x), sum(y), sum(x * x), sum(y * y), sum(x * y),
-                  sum(rx), sum(ry), sum(rx * rx), sum(ry * ry), sum(rx * ry) FROM rk""",
+        """WITH r AS (SELECT prompt_tokens AS x, output_tokens AS y FROM requests WHERE trace = ?),
+                pairs AS (SELECT x, y, count(*)::HUGEINT AS c FROM r GROUP BY x, y),
+                cx AS (SELECT x, sum(c) AS c FROM pairs GROUP BY x),
+                cy AS (SELECT y, sum(c) AS c FROM pairs GROUP BY y),
+                rx AS (SELECT x, (2 * (sum(c) OVER (ORDER BY x) - c) + c + 1)::HUGEINT AS r FROM cx),
+                ry AS (SELECT y, (2 * (sum(c) OVER (ORDER BY y) - c) + c + 1)::HUGEINT AS r FROM cy),
+                m AS (SELECT p.c, p.x::HUGEINT AS x, p.y::HUGEINT AS y, rx.r AS rx, ry.r AS ry
+                      FROM pairs p JOIN rx USING (x) JOIN ry USING (y))
+           SELECT sum(c), sum(c * x), sum(c * y), sum(c * x * x), sum(c * y * y), sum(c * x * y),
+                  sum(c * rx), sum(c * ry), sum(c * rx * rx), sum(c * ry * ry), sum(c * rx * ry) FROM m""",
         [trace],
     )
     n = int(moments[0])
