@@ -19,6 +19,21 @@ def traces() -> Path:
     return found
 
 
+def ingested_catalog(tmp_path_factory, *sources: tuple[str, str]) -> duckdb.DuckDBPyConnection:
+    """Ingest real offline traces (``(source, folder under the traces dir)`` pairs) into a fresh data root
+    and open its catalog read-only, for module-scoped fixtures; skip if the traces are absent."""
+    from analysis.catalog import open_catalog
+    from ingest.pipeline import run_source
+
+    found = traces_dir()
+    if found is None or not found.is_dir():
+        pytest.skip("real traces not available: set TRACELAB_TRACES or put shared/traces beside the checkout")
+    root = tmp_path_factory.mktemp("data")
+    for source, folder in sources:
+        run_source(source, found / folder, data_root=root)
+    return open_catalog(root)
+
+
 @pytest.fixture
 def data_root(tmp_path: Path) -> DataPaths:
     """An empty data root for one test."""

@@ -14,11 +14,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import ingested_catalog
 from hypothesis import given, settings, strategies as st
 
 from analysis import prefix, requests as rq
-from ingest.paths import traces_dir
-from ingest.pipeline import run_source
 from ingest.schema import REQUESTS
 
 CODE, CONV = "azure_llm_2023_code", "azure_llm_2023_conv"
@@ -31,13 +30,7 @@ MC_CONV, MC_SYNTH = "mooncake_conversation", "mooncake_synthetic"
 @pytest.fixture(scope="module")
 def real(tmp_path_factory) -> duckdb.DuckDBPyConnection:
     """Azure 2023 and Mooncake ingested once into a module-wide data root; the catalog opened read-only."""
-    found = traces_dir()
-    if found is None or not found.is_dir():
-        pytest.skip("real traces not available: set TRACELAB_TRACES or put shared/traces beside the checkout")
-    root = tmp_path_factory.mktemp("data")
-    run_source("azure_llm_2023", found / "azure_llm_2023", data_root=root)
-    run_source("mooncake_fast25", found / "mooncake", data_root=root)
-    con = rq.open_catalog(root)
+    con = ingested_catalog(tmp_path_factory, ("azure_llm_2023", "azure_llm_2023"), ("mooncake_fast25", "mooncake"))
     yield con
     con.close()
 

@@ -7,11 +7,9 @@ import json
 import duckdb
 import numpy as np
 import pytest
+from conftest import ingested_catalog
 
-from analysis.catalog import open_catalog
 from analysis.workload_model import RequestWorkloadModel, compare, trace_workload
-from ingest.paths import traces_dir
-from ingest.pipeline import run_source
 
 CODE, CONV = "azure_llm_2023_code", "azure_llm_2023_conv"
 
@@ -19,12 +17,7 @@ CODE, CONV = "azure_llm_2023_code", "azure_llm_2023_conv"
 @pytest.fixture(scope="module")
 def real(tmp_path_factory) -> duckdb.DuckDBPyConnection:
     """Azure 2023 (conv + code) ingested once into a module-wide data root; the catalog opened read-only."""
-    found = traces_dir()
-    if found is None or not found.is_dir():
-        pytest.skip("real traces not available: set TRACELAB_TRACES or put shared/traces beside the checkout")
-    root = tmp_path_factory.mktemp("data")
-    run_source("azure_llm_2023", found / "azure_llm_2023", data_root=root)
-    con = open_catalog(root)
+    con = ingested_catalog(tmp_path_factory, ("azure_llm_2023", "azure_llm_2023"))
     yield con
     con.close()
 

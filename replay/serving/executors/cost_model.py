@@ -100,16 +100,6 @@ class LinearCostModel(_StepCostModel):
     def __post_init__(self) -> None:
         _non_negative(self, ("base_s", "per_token_s", "per_ctx_token_s", "swap_per_block_s"))
 
-    def _prefill_layer_scalar(self, q: int, c: int) -> float:
-        """`attention_prefill_layer_s` for one chunk, on Python lists (only the two bracketing curves)."""
-        q_grid, base_s, cq, curves = self._prefill_lists
-        base = _interp_scalar(q, q_grid, base_s)
-        if q > cq[-1]:
-            return base + _interp_scalar(c, *curves[-1]) * (q / cq[-1])
-        j = min(max(bisect_right(cq, q) - 1, 0), len(cq) - 2)
-        w = min(max((q - cq[j]) / (cq[j + 1] - cq[j]), 0.0), 1.0)
-        return base + ((1.0 - w) * _interp_scalar(c, *curves[j]) + w * _interp_scalar(c, *curves[j + 1]))
-
     def _times_s(self, num_decodes, decode_ctx_tokens, prefill_chunks):
         num_tokens = num_decodes + sum(q for q, _ in prefill_chunks)
         prefill_ctx = float(sum(c + q for q, c in prefill_chunks))
