@@ -6,9 +6,10 @@ pipeline into ``OUT/characterize/`` (cached).
 
 Two methods, each in its own child process (so peak RSS is per method), on the same canonical Parquet:
 
-* ``ours``: ``analysis.requests.characterize_requests(con, trace)`` over the DuckDB catalog (counts,
-  inter-arrival statistics, dispersion at 4 windows, ON/OFF at 2 thresholds, time patterns, token
-  statistics, exact correlations), plus building the report sections (rate series, CDFs, tokens/min).
+* ``ours``: ``analysis.build.report_sections(con, trace)``, i.e. ``characterize_requests`` over the DuckDB
+  catalog (counts, inter-arrival statistics, dispersion at 4 windows, ON/OFF at 2 thresholds, time
+  patterns, token statistics, exact correlations) plus the report's series and CDFs (single-threaded:
+  the catalog connection is, for byte-identical reports).
 * ``pandas``: the notebook approach: ``pd.read_parquet`` of the same file, then ``describe`` /
   percentiles of the token columns, ``diff`` of sorted arrivals for the inter-arrival CV, per-minute
   counts with ``groupby``, ``corr`` (Pearson and Spearman): a subset of what ``ours`` computes.
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -36,17 +36,16 @@ t0 = time.perf_counter()
 from analysis.catalog import open_catalog
 from analysis.requests import characterize_requests
 from analysis.build import report_sections
+import resource
 con = open_catalog(sys.argv[1])
-numbers = characterize_requests(con, sys.argv[2])
-t1 = time.perf_counter()
-sections, _ = report_sections(con, sys.argv[2])
-t2 = time.perf_counter()
-print(json.dumps({"characterize_s": t1 - t0, "report_sections_s": t2 - t1, "requests": numbers["counts"]["num_requests"],
-                  "cv": numbers["interarrival"]["cv"], "prompt_mean": numbers["prompt_tokens"]["mean"]}))
+sections, numbers = report_sections(con, sys.argv[2])  # characterize_requests + the report's series and CDFs
+print(json.dumps({"characterize_s": time.perf_counter() - t0, "requests": numbers["counts"]["num_requests"],
+                  "cv": numbers["interarrival"]["cv"], "prompt_mean": numbers["prompt_tokens"]["mean"],
+                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
 PANDAS = """
-import json, sys, time, glob
+import json, sys, time, glob, resource
 t0 = time.perf_counter()
 import pandas as pd
 df = pd.concat(pd.read_parquet(p, columns=["arrival_s", "prompt_tokens", "output_tokens"])
@@ -58,21 +57,19 @@ per_minute = df.groupby((df["arrival_s"] // 60).astype("int64")).size()
 pearson = df["prompt_tokens"].corr(df["output_tokens"])
 spearman = df["prompt_tokens"].corr(df["output_tokens"], method="spearman")
 print(json.dumps({"characterize_s": time.perf_counter() - t0, "requests": len(df), "cv": float(cv),
-                  "prompt_mean": float(stats.loc["mean", "prompt_tokens"]), "minutes": len(per_minute)}))
+                  "prompt_mean": float(stats.loc["mean", "prompt_tokens"]), "minutes": len(per_minute),
+                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
 
 def _child(code: str, *args: str) -> dict:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t0 = time.perf_counter()
     res = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=REPO)
     wall = time.perf_counter() - t0
     if res.returncode:
         raise RuntimeError(res.stderr[-2000:])
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    out = json.loads(res.stdout.strip().splitlines()[-1])
-    # ru_maxrss of children is the max over all children so far; children run one at a time, largest last wins.
-    out.update(wall_s=round(wall, 2), peak_rss_mib=round(max(peak, before) / 1024, 1))
+    out = json.loads(res.stdout.strip().splitlines()[-1])  # the child reports its own peak RSS
+    out.update(wall_s=round(wall, 2), peak_rss_mib=round(out["peak_rss_mib"], 1))
     return out
 
 
