@@ -39,6 +39,8 @@ from pathlib import Path
 
 from benchmarks.ingest_bench import FAMILIES, machine_info, peak_rss_mib, prepare_data, versions
 
+from benchmarks import emit_json_line
+
 REPO = Path(__file__).resolve().parent.parent
 TRACE = "helios"
 WINDOW = ("2020-04-01 00:00:00", "2020-09-28 23:59:00")
@@ -269,10 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         "ratios.artifact_loop_vs_ours": "extrapolated artifact loop over all GPU jobs / ours.wall_s",
         "slice_loop": "Python loop over all GPU jobs, numpy slice add per job (touch semantics), excluding the query"},
         machine=machine_info(), versions=versions(), git=git_commit())
-    text = json.dumps(line)
-    print(text, flush=True)
-    with open(out / "analysis_bench.jsonl", "a") as fh:
-        fh.write(text + "\n")
+    emit_json_line(line, out, "analysis_bench.jsonl")
     return 0
 
 

@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks import emit_json_line
+
 REPO = Path(__file__).resolve().parent.parent
 TRACE = "azure_llm_2024_conv"
 
@@ -95,11 +97,7 @@ def main(argv: list[str] | None = None) -> None:
                           "computing a subset of ours, same file, own child process",
               "pandas": pandas, "speedup_vs_pandas": round(pandas["wall_s"] / ours["wall_s"], 2),
               "cv_agrees": abs(ours["cv"] - pandas["cv"]) < 1e-6 * max(1.0, pandas["cv"])}
-    line = json.dumps(record, sort_keys=True)
-    print(line, flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    with open(args.out / "characterize_bench.jsonl", "a") as fh:
-        fh.write(line + "\n")
+    emit_json_line(record, args.out, "characterize_bench.jsonl", sort_keys=True)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from benchmarks import emit_json_line
+
 REPO = Path(__file__).resolve().parent.parent
 MiB = 1024 * 1024
 RSS_TARGET_MIB = 2048
@@ -512,10 +514,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     for name in fams:
         line = bench_family(FAMILIES[name], args)
-        text = json.dumps(line)
-        print(text, flush=True)
-        with open(out / "ingest_bench.jsonl", "a") as fh:
-            fh.write(text + "\n")
+        emit_json_line(line, out, "ingest_bench.jsonl")
     return 0
 
 

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import emit_json_line
+
 REPO = Path(__file__).resolve().parent.parent
 SPEED_TARGET_S = 5.0
 SCALE_TARGET_S = 300.0
@@ -39,11 +41,7 @@ VIDUR_TARGET = 20.0
 
 def _emit(out: Path, record: dict) -> None:
     record = {"bench": "replay", **record, "host": platform.node(), "python": platform.python_version()}
-    line = json.dumps(record, sort_keys=True)
-    print(line, flush=True)
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "replay_bench.jsonl", "a") as fh:
-        fh.write(line + "\n")
+    emit_json_line(record, out, "replay_bench.jsonl", sort_keys=True)
 
 
 def _traces_dir() -> Path:
