@@ -69,21 +69,15 @@ class Request:
         self.reject_reason: str | None = None
         self.prefix_hit_tokens = 0
         self.token_segments: list[list[int]] = []
-        """[first step, last step] index ranges, in the replica's step log, of steps that produced a token."""
+        """[first step, last step] index ranges, in the replica's step log, of steps that produced a token.
+
+        The scheduler extends the last range when a token comes from the step right after it, and opens a new
+        range otherwise (after a preemption, or a prefill-only step that left the decode out)."""
         self.admit_seq = 0
         """Order of (re)admission into the running set; victim policies use it."""
         self.replica = 0
         self.finish_reason: str | None = None
         """'stop' (reached its true length) or 'length' (hit max_model_len)."""
-
-    def record_tokens(self, first_step: int, num_steps: int) -> None:
-        """Note that steps first_step .. first_step+num_steps-1 each produced one token for this request."""
-        segs = self.token_segments
-        last = first_step + num_steps - 1
-        if segs and segs[-1][1] == first_step - 1:
-            segs[-1][1] = last
-        else:
-            segs.append([first_step, last])
 
     @property
     def num_tokens(self) -> int:

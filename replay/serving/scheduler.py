@@ -315,7 +315,7 @@ class Scheduler:
                 r.num_output_tokens += 1
                 if r.first_token_s is None:
                     r.first_token_s = end_s
-                segs = r.token_segments  # Request.record_tokens(step, 1), inlined (hot path)
+                segs = r.token_segments  # see Request.token_segments (inlined: hot path)
                 if segs and segs[-1][1] == step - 1:
                     segs[-1][1] = step
                 else:
@@ -459,7 +459,7 @@ class Scheduler:
             r = reqs[c.req]
             r.num_computed_tokens += num_steps
             r.num_output_tokens += num_steps
-            segs = r.token_segments  # inline Request.record_tokens: this loop is the simulator's hot path
+            segs = r.token_segments  # see Request.token_segments (inlined: the simulator's hot path)
             if segs and segs[-1][1] == step - 1:
                 segs[-1][1] = last
             else:
