@@ -37,7 +37,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from benchmarks.ingest_bench import FAMILIES, machine_info, peak_rss_mib, prepare_data, versions
+from benchmarks.ingest_bench import FAMILIES, git_state, machine_info, peak_rss_mib, prepare_data, versions
 
 from benchmarks import emit_json_line
 
@@ -212,16 +212,6 @@ def prepare(out: Path, scale: float, seed: int) -> tuple[Path, dict]:
     return root, {"generated": manifest, "ingest_s": ingest_s, "rows": rows}
 
 
-def git_commit() -> dict:
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-    return {"commit": git("rev-parse", "--short", "HEAD") or None,
-            "analysis_uncommitted_changes": bool(git("status", "--porcelain", "--", "analysis"))}
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--child"]:
@@ -270,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         "artifact_loop.extrapolated_full_s": "per-job time on the subset x all GPU jobs with a start time",
         "ratios.artifact_loop_vs_ours": "extrapolated artifact loop over all GPU jobs / ours.wall_s",
         "slice_loop": "Python loop over all GPU jobs, numpy slice add per job (touch semantics), excluding the query"},
-        machine=machine_info(), versions=versions(), git=git_commit())
+        machine=machine_info(), versions=versions(), git=git_state("analysis"))
     emit_json_line(line, out, "analysis_bench.jsonl")
     return 0
 

@@ -351,15 +351,15 @@ def machine_info() -> dict:
     }
 
 
-def git_state() -> dict:
-    """The checkout's commit, and whether ingest/ has uncommitted changes (the code that was measured)."""
+def git_state(package: str = "ingest") -> dict:
+    """The checkout's commit, and whether `package`/ has uncommitted changes (the code that was measured)."""
     def git(*args: str) -> str:
         try:
             return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return ""
     return {"commit": git("rev-parse", "--short", "HEAD") or None,
-            "ingest_uncommitted_changes": bool(git("status", "--porcelain", "--", "ingest"))}
+            f"{package}_uncommitted_changes": bool(git("status", "--porcelain", "--", package))}
 
 
 def versions() -> dict:
