@@ -14,12 +14,14 @@ from analysis.cli import analyze as analyze_command
 from ingest.cli import app as ingest_app
 from ingest.cli import run_app
 from ingest.paths import data_paths
+from predictors.cli import app as predict_app
 from replay.cli import app as replay_app
 
 app = typer.Typer(help="tracelab: ingest, characterize, predict and replay GPU-cluster and LLM-serving traces.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 app.add_typer(ingest_app, name="ingest")
 app.command("analyze")(analyze_command)
+app.add_typer(predict_app, name="predict")
 app.add_typer(replay_app, name="replay")
 out = Console()
 

@@ -1,0 +1,94 @@
+"""Predictions for whole replay workloads: what the serving and cluster replays call.
+
+``replay`` never imports this package eagerly; when a run names a model, its harness calls
+``predictors.runtime.load_length_predictor(path).predict_workload(workload)`` (serving) or
+``load_duration_predictor(path).predict_jobs(jobs)`` (cluster). Both build the model's features with
+the same functions training used (:mod:`predictors.features`), with the history settings from the
+model card, and return one float per request / job.
+
+History in a replay comes from the trace, not from the simulation: a request's true output length
+becomes visible ``history_lag_s`` after its arrival (in replay time), a job's run time once it would
+have ended had it started at submit. The replay's own completions may come later than that under
+heavy load, so history can be a little fresher than a deployed predictor's.
+
+Wall-clock features: a replay of a trace the model was trained on reuses that trace's clock from the
+card (shifted by the workload's ``clock_offset_s`` if it has one: the window start); any other
+workload gets NaN there, exactly as a trace without a clock. Serving workloads are rate-scaled, so
+they always get NaN.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from predictors.features import Clock, duration_features, length_features
+from predictors.runtime import LoadedModel, load
+
+LENGTH_HEADS = ("point", "p50", "p90")
+
+
+class LengthPredictor:
+    """Predicted output tokens per request of a replay workload (``replay.sources.Workload``)."""
+
+    def __init__(self, model: LoadedModel, head: str = "p50"):
+        if model.task != "response_length":
+            raise ValueError(f"{model.path}: a {model.task} model cannot predict response lengths")
+        if head not in model.bundle.heads:
+            raise ValueError(f"{model.path}: no {head!r} head (has {sorted(model.bundle.heads)})")
+        self.model = model
+        self.head = head
+
+    def features(self, workload: Any) -> np.ndarray:
+        training = self.model.card.get("training", {})
+        vocab = list(training.get("vocabulary") or [])
+        service = vocab.index(workload.trace) if workload.trace in vocab else np.nan
+        return length_features(workload.arrival_s, workload.prompt_tokens, workload.output_tokens,
+                               service=service, clock=None, history_lag_s=float(training.get("history_lag_s") or 60.0))
+
+    def predict_workload(self, workload: Any) -> np.ndarray:
+        """float64 predicted output tokens, one per request in workload order."""
+        if len(workload.arrival_s) == 0:
+            return np.empty(0)
+        return np.asarray(self.model.predict(self.features(workload))[self.head], dtype=np.float64)
+
+
+class DurationPredictor:
+    """Predicted run seconds per job of a cluster replay workload (``replay.cluster.jobs.JobWorkload``)."""
+
+    def __init__(self, model: LoadedModel, head: str = "point"):
+        if model.task != "gpu_duration":
+            raise ValueError(f"{model.path}: a {model.task} model cannot predict job durations")
+        if head not in model.bundle.heads:
+            raise ValueError(f"{model.path}: no {head!r} head (has {sorted(model.bundle.heads)})")
+        self.model = model
+        self.head = head
+
+    def features(self, jobs: Any) -> np.ndarray:
+        training = self.model.card.get("training", {})
+        vocab = list(training.get("vocabulary") or [])
+        known = (training.get("clocks") or {}).get(getattr(jobs, "trace", None))
+        clock = (Clock(known["origin_epoch_s"] + float(getattr(jobs, "clock_offset_s", 0.0) or 0.0), known["time_zone"])
+                 if known else None)
+        return duration_features(jobs.submit_s, jobs.duration_s, jobs.num_gpus,
+                                 num_nodes=getattr(jobs, "num_nodes", None), user=getattr(jobs, "user", None),
+                                 group=getattr(jobs, "group", None), group_index={g: i for i, g in enumerate(vocab)},
+                                 status=getattr(jobs, "status", None), clock=clock)
+
+    def predict_jobs(self, jobs: Any) -> np.ndarray:
+        """float64 predicted run seconds, one per job in workload order."""
+        if len(jobs.submit_s) == 0:
+            return np.empty(0)
+        return np.asarray(self.model.predict(self.features(jobs))[self.head], dtype=np.float64)
+
+
+def load_length_predictor(path: str | Path, *, head: str = "p50", backend: str = "skops") -> LengthPredictor:
+    """A response-length model folder as a replay's length predictor (median head by default: SJF ranks)."""
+    return LengthPredictor(load(path, backend=backend, expect_task="response_length"), head)
+
+
+def load_duration_predictor(path: str | Path, *, head: str = "point", backend: str = "skops") -> DurationPredictor:
+    """A GPU-duration model folder as a cluster replay's duration predictor (QSSF)."""
+    return DurationPredictor(load(path, backend=backend, expect_task="gpu_duration"), head)
