@@ -19,10 +19,9 @@ def traces() -> Path:
     return found
 
 
-def ingested_catalog(tmp_path_factory, *sources: tuple[str, str]) -> duckdb.DuckDBPyConnection:
+def ingested_root(tmp_path_factory, *sources: tuple[str, str]) -> Path:
     """Ingest real offline traces (``(source, folder under the traces dir)`` pairs) into a fresh data root
-    and open its catalog read-only, for module-scoped fixtures; skip if the traces are absent."""
-    from analysis.catalog import open_catalog
+    and return it, for module-scoped fixtures; skip if the traces are absent."""
     from ingest.pipeline import run_source
 
     found = traces_dir()
@@ -31,7 +30,14 @@ def ingested_catalog(tmp_path_factory, *sources: tuple[str, str]) -> duckdb.Duck
     root = tmp_path_factory.mktemp("data")
     for source, folder in sources:
         run_source(source, found / folder, data_root=root)
-    return open_catalog(root)
+    return root
+
+
+def ingested_catalog(tmp_path_factory, *sources: tuple[str, str]) -> duckdb.DuckDBPyConnection:
+    """:func:`ingested_root`, opened read-only as an analysis catalog."""
+    from analysis.catalog import open_catalog
+
+    return open_catalog(ingested_root(tmp_path_factory, *sources))
 
 
 @pytest.fixture
@@ -52,3 +58,13 @@ def query(data_root: DataPaths):
             con.close()
 
     return run
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_openmp_thread():
+    """Single-threaded OpenMP (scikit-learn's boosted trees) for the whole run: on a small or shared
+    machine a spinning two-thread pool can crawl (one training took 280 s instead of 10 s)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        yield

@@ -21,14 +21,6 @@ from predictors.validation import rows_to_records
 MAX_BATCH_ROWS = 50
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Single-threaded OpenMP: the test machine is small and shared, and spinning thread pools crawl there."""
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(1):
-        yield
-
 
 @pytest.fixture(scope="module")
 def fitted():
