@@ -410,3 +410,10 @@ def policies() -> None:
 
 def _doc(obj: object) -> str:
     return (type(obj).__doc__ or "").strip().split("\n")[0]
+
+
+# -- cluster (job scheduling): `replay cluster`, `replay cluster-sweep` ---------------------------------
+
+from replay.cluster.cli import register as _register_cluster  # noqa: E402  (its helpers come from this module)
+
+_register_cluster(app)

@@ -1,9 +1,10 @@
 """The harness's output side: one folder per run under ``data/results``, written atomically and byte-deterministically.
 
-A run folder ``<results_dir>/<run_id>/`` holds ``requests.parquet`` (:data:`replay.schema.REQUEST_METRICS`),
+A serving run folder ``<results_dir>/<run_id>/`` holds ``requests.parquet`` (:data:`replay.schema.REQUEST_METRICS`),
 ``steps.parquet`` (:data:`replay.schema.STEP_LOG`), ``summary.json`` and ``config.json``. It is built in a
 hidden temp folder beside it and renamed into place, so a reader never sees a partial run. The files
 carry no timestamps: the same inputs give the same bytes (with the same pyarrow version).
+:func:`write_tables` writes any set of tables the same way (the cluster core's ``jobs`` and ``utilization``).
 """
 
 from __future__ import annotations
@@ -115,18 +116,26 @@ def to_arrow(schema: pa.Schema, columns: dict[str, np.ndarray], run: str) -> pa.
 
 def write_run(results_dir: str | Path, run_id: str, config: Any, requests: dict[str, np.ndarray],
               steps: dict[str, np.ndarray], summary: dict) -> Path:
-    """Write the run folder ``<results_dir>/<run_id>/`` atomically and return its path.
+    """Write the serving run folder ``<results_dir>/<run_id>/`` atomically and return its path.
 
-    Everything is validated before the first byte is written. An existing folder of the same id is
-    replaced: the new folder is complete before two renames swap it in (a reader sees the old run or
-    the new one, never a mix). On any failure the temp folder is removed and an old run is kept.
+    Everything is validated before the first byte is written (see :func:`write_tables`).
     """
-    if not run_id or run_id.startswith(".") or "/" in run_id or os.sep in run_id:
-        raise ValueError(f"run_id must be a plain folder name, got {run_id!r}")
+    _check_run_id(run_id)
     tables = {"requests": to_arrow(REQUEST_METRICS, requests, run_id), "steps": to_arrow(STEP_LOG, steps, run_id)}
     bad = set(tables["requests"].column("status").unique().to_pylist()) - set(REQUEST_STATUSES)
     if bad:
         raise ValueError(f"request status must be one of {REQUEST_STATUSES}, got {sorted(bad)}")
+    return write_tables(results_dir, run_id, config, tables, summary)
+
+
+def write_tables(results_dir: str | Path, run_id: str, config: Any, tables: dict[str, pa.Table], summary: dict) -> Path:
+    """Write ``<results_dir>/<run_id>/`` with ``<name>.parquet`` per table, ``config.json`` and ``summary.json``.
+
+    The folder is built beside its final place and swapped in: an existing folder of the same id is
+    replaced only once the new one is complete (a reader sees the old run or the new one, never a
+    mix). On any failure the temp folder is removed and an old run is kept.
+    """
+    _check_run_id(run_id)
     texts = {name: json.dumps(plain(obj), sort_keys=True, indent=2, allow_nan=False) + "\n"
              for name, obj in (("config.json", config), ("summary.json", summary))}
     root = Path(results_dir)
@@ -150,11 +159,22 @@ def write_run(results_dir: str | Path, run_id: str, config: Any, requests: dict[
     return final
 
 
+def _check_run_id(run_id: str) -> None:
+    if not run_id or run_id.startswith(".") or "/" in run_id or os.sep in run_id:
+        raise ValueError(f"run_id must be a plain folder name, got {run_id!r}")
+
+
 def read_run(path: str | Path) -> RunRecord:
-    """Read a run folder written by :func:`write_run` (checks the results schema version)."""
+    """Read a serving run folder written by :func:`write_run` (checks the results schema version)."""
+    config, summary, tables = read_tables(path, SCHEMAS)
+    return RunRecord(config, summary, tables["requests"], tables["steps"])
+
+
+def read_tables(path: str | Path, schemas: dict[str, pa.Schema]) -> tuple[dict, dict, dict[str, pa.Table]]:
+    """(config, summary, tables by stem) of a run folder; checks each table's results schema version."""
     path = Path(path)
     tables = {}
-    for stem in SCHEMAS:
+    for stem in schemas:
         table = pq.read_table(path / f"{stem}.parquet")
         version = (table.schema.metadata or {}).get(b"tracelab.results_schema_version", b"").decode()
         if version != RESULTS_SCHEMA_VERSION:
@@ -162,7 +182,7 @@ def read_run(path: str | Path) -> RunRecord:
         tables[stem] = table
     config = json.loads((path / "config.json").read_text())
     summary = json.loads((path / "summary.json").read_text())
-    return RunRecord(config, summary, tables["requests"], tables["steps"])
+    return config, summary, tables
 
 
 def _swap_in(tmp: Path, final: Path) -> None:
