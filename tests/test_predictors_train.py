@@ -109,3 +109,23 @@ def test_predict_cli_errors_are_one_line_and_name_what_is_known(data_root, tmp_p
     missing = runner.invoke(app, ["predict", "evaluate", "--model", str(tmp_path / "nothing"), "--trace",
                                   "azure_llm_2023_conv", "--data", data_root])
     assert missing.exit_code == 2 and "card.json" in missing.output
+
+
+def test_qssf_on_learned_predictions_lands_near_the_oracles_on_held_out_philly(data_root, tmp_path):
+    """Helios' QSSF result on our data: a duration model trained on the first half of philly_sia_jobs
+    orders the next 30 days (4x compressed, Philly VCs): far better than FIFO, close to oracle SJF."""
+    folder = tmp_path / "sia"
+    got = runner.invoke(app, ["predict", "train", "--task", "gpu-duration", "--trace", "philly_sia_jobs",
+                              "--train-fraction", "0.5", "--max-iter", "60", "--out", str(folder),
+                              "--data", data_root, "--json"])
+    assert got.exit_code == 0, got.output
+    assert json.loads((folder / "card.json").read_text())["training"]["train_fraction"] == 0.5
+    window = ["--trace", "philly_sia_jobs", "--vc-config", "philly", "--start-s", "4104433",  # the 50% point
+              "--duration-s", "2592000", "--rate-scale", "4", "--data", data_root, "--json"]
+    jct = {}
+    for name, extra in (("fifo", []), ("sjf", ["--oracle"]), ("qssf", ["--predictor", str(folder)])):
+        run = runner.invoke(app, ["replay", "cluster", "--policy", name, *window, *extra])
+        assert run.exit_code == 0, run.output
+        jct[name] = json.loads(run.output)["summary"]["jct_mean_s"]
+    assert jct["qssf"] < 0.75 * jct["fifo"]
+    assert jct["sjf"] <= jct["qssf"] < 1.25 * jct["sjf"]

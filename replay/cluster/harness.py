@@ -173,8 +173,14 @@ def build_cluster(config: ClusterConfig, workload: JobWorkload, data_root: str |
     return ClusterSpec(spec.node_gpus, source=f"{nodes} x {gpn} GPUs: {config.demand_fraction:g} of peak demand {peak} GPUs")
 
 
-def predicted_durations(config: ClusterConfig, workload: JobWorkload) -> np.ndarray | None:
-    """Predicted run time per job, computed once per workload (None when the config has no predictor)."""
+def predicted_durations(config: ClusterConfig, workload: JobWorkload,
+                        data_root: str | Path | None = None) -> np.ndarray | None:
+    """Predicted run time per job, computed once per workload (None when the config has no predictor).
+
+    A model predicts from each job's history (earlier jobs of its user, VC, size), so for a trace it
+    runs over the whole trace (cluster), unscaled, as a deployed predictor would have seen it, and the
+    window's jobs take their predictions from there: a window does not start with an empty history.
+    """
     if config.predictor is None:
         return None
     if config.predictor == "oracle":
@@ -184,7 +190,13 @@ def predicted_durations(config: ClusterConfig, workload: JobWorkload) -> np.ndar
     except ImportError as exc:
         raise ValueError(f"predictor {config.predictor!r}: the predictors runtime is not available ({exc}); "
                          "use predictor='oracle' with oracle=True") from None
-    pred = np.asarray(load_duration_predictor(config.predictor).predict_jobs(workload), dtype=np.float64)
+    model = load_duration_predictor(config.predictor)
+    full = load_jobs(config.trace, cluster=config.cluster, data_root=data_root) if config.trace != GENERATED else None
+    if full is not None and len(set(full.job_id.tolist())) == len(full):
+        index = {job: i for i, job in enumerate(full.job_id.tolist())}
+        pred = np.asarray(model.predict_jobs(full), dtype=np.float64)[[index[j] for j in workload.job_id.tolist()]]
+    else:  # generated, or job ids not unique across clusters: the window's own history only
+        pred = np.asarray(model.predict_jobs(workload), dtype=np.float64)
     if pred.shape != (len(workload),) or not np.all(np.isfinite(pred)):
         raise ValueError(f"predictor {config.predictor!r} must give one finite duration per job ({len(workload)})")
     return np.maximum(pred, 0.0)
@@ -196,7 +208,8 @@ def run_cluster(config: ClusterConfig, *, data_root: str | Path | None = None, w
     """Replay one configuration; writes ``<results>/cluster/<run id>/`` unless write=False."""
     workload = workload if workload is not None else load_workload(config, data_root)
     spec = build_cluster(config, workload, data_root)
-    predicted = predicted_durations(config, workload) if config.needs_predictions or config.predictor else None
+    predicted = (predicted_durations(config, workload, data_root) if config.needs_predictions or config.predictor
+                 else None)
     partition, reason = admit(workload.num_gpus, workload.group, spec)
     if on_total is not None:
         on_total(int((partition >= 0).sum()))
