@@ -52,8 +52,15 @@ def quickstart(
     out.print(f"lake: {paths.lake}\ncatalog: {paths.catalog} (DuckDB: views per table, plus traces and quarantine_summary)")
     if result.report is not None:
         out.print(f"characterization report: {result.report} (open it in a browser; JSON numbers beside it)")
+    if result.model is not None:
+        m = result.model_metrics
+        out.print(f"response-length model: {result.model} (trained on the earlier 70% of {result.replay_trace}); "
+                  f"on the later 30%: Kendall tau {m['boosted']['kendall_tau']:.2f} (prompt regression "
+                  f"{m['prompt_regression']['kendall_tau']:.2f}), MAE {m['boosted_p50']['mae']:.0f} tokens (global median "
+                  f"{m['global_median']['mae']:.0f}); report: {result.model / 'evaluation.html'}")
     if result.replays:
-        rt = Table(title=f"serving replay of {result.replay_trace} (x{REPLAY_RATE_SCALE:g} rate, simulated H100, Llama-2-7B)")
+        rt = Table(title=f"serving replay of the held-out part of {result.replay_trace} (from "
+                         f"{result.replay_start_s:,.0f} s, x{REPLAY_RATE_SCALE:g} rate, simulated H100, Llama-2-7B)")
         for col in ("policy", "TTFT p50 s", "TTFT p99 s", "E2E mean s", "E2E p99 s", "SLO met"):
             rt.add_column(col, justify="left" if col == "policy" else "right")
         for label, s, path in result.replays:
@@ -65,7 +72,27 @@ def quickstart(
                   "oracle rows use the true output lengths (an upper bound for a length predictor); "
                   "more: tracelab replay --help")
     main_trace = result.runs[0].tables[-1].trace if result.runs and result.runs[0].tables else "TRACE"
-    out.print(f"next: ingest info {main_trace} · ingest list · ingest validate")
+    out.print(f"next: ingest info {main_trace} · tracelab analyze TRACE · tracelab predict --help · "
+              "tracelab replay cluster --help · tracelab dashboard")
+
+
+@app.command()
+def dashboard(
+    data: Annotated[Optional[Path], typer.Option("--data", help="Data root (default: $TRACELAB_DATA or ./data).")] = None,
+    port: Annotated[int, typer.Option("--port", help="Port to serve on.")] = 8501,
+    host: Annotated[str, typer.Option("--host", help="Address to bind (127.0.0.1: this machine only).")] = "127.0.0.1",
+) -> None:
+    """Start the Streamlit dashboard (catalog, explorer, characterization, predictors, replay) and serve it."""
+    import os
+
+    import dashboard
+
+    root = str(data_paths(data).root)
+    app_py = Path(dashboard.__file__).resolve().parent / "app.py"
+    out.print(f"dashboard on http://{host}:{port} (data root {root}); Ctrl-C stops it")
+    argv = [sys.executable, "-m", "streamlit", "run", str(app_py), "--server.port", str(port), "--server.address", host,
+            "--server.headless", "true", "--browser.gatherUsageStats", "false", "--", "--data", root]
+    os.execve(sys.executable, argv, {**os.environ, "TRACELAB_DATA": root})
 
 
 def main() -> None:
