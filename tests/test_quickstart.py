@@ -28,9 +28,12 @@ def test_quickstart_uses_the_real_trace(traces: Path, tmp_path: Path) -> None:
     assert "19,366" in res.stdout and "8,819" in res.stdout
     assert "GENERATED" not in res.stdout
     out = " ".join(res.stdout.split())
-    assert "serving replay of azure_llm_2023_conv" in out and "srpt (oracle)" in out
+    assert "serving replay of the held-out part of azure_llm_2023_conv" in out and "srpt (oracle)" in out
+    assert "sjf (predicted)" in out and "Kendall tau" in out
     runs = [p for p in (tmp_path / "data" / "results").iterdir() if (p / "summary.json").is_file()]
-    assert len(runs) == 3, runs
+    assert len(runs) == 4, runs
+    model = tmp_path / "data" / "models" / "response_length-azure_llm_2023_conv"
+    assert (model / "card.json").is_file() and (model / "evaluation.html").is_file()
     assert (tmp_path / "data" / "reports" / "azure_llm_2023_conv.html").is_file()
 
 
