@@ -179,6 +179,8 @@ def duration_features(submit_s: np.ndarray, duration_s: np.ndarray, num_gpus: np
     gpus = np.asarray(num_gpus, dtype=np.float64)
     end = submit + dur if end_s is None else np.where(np.isnan(end_s), submit + dur, np.asarray(end_s, np.float64))
     log_d = np.log1p(dur)
+    if status is not None and all(v in (None, "unknown") for v in np.asarray(status, dtype=object)):
+        status = None  # a trace that records no outcome: fail rates unknown, not zero
     failed = (np.isin(np.asarray(status, dtype=object), FAILED_STATUSES).astype(np.float64)
               if status is not None else np.full(n, np.nan))
     users = np.asarray(user, dtype=object) if user is not None else None

@@ -67,15 +67,27 @@ class DurationPredictor:
         self.head = head
 
     def features(self, jobs: Any) -> np.ndarray:
+        """DURATION_FEATURES per job; one history per cluster of the trace (``jobs.cluster``), as in training."""
         training = self.model.card.get("training", {})
-        vocab = list(training.get("vocabulary") or [])
+        vocab = {g: i for i, g in enumerate(training.get("vocabulary") or [])}
         known = (training.get("clocks") or {}).get(getattr(jobs, "trace", None))
         clock = (Clock(known["origin_epoch_s"] + float(getattr(jobs, "clock_offset_s", 0.0) or 0.0), known["time_zone"])
                  if known else None)
-        return duration_features(jobs.submit_s, jobs.duration_s, jobs.num_gpus,
-                                 num_nodes=getattr(jobs, "num_nodes", None), user=getattr(jobs, "user", None),
-                                 group=getattr(jobs, "group", None), group_index={g: i for i, g in enumerate(vocab)},
-                                 status=getattr(jobs, "status", None), clock=clock)
+        clusters = getattr(jobs, "cluster", None)
+        keys = np.zeros(len(jobs.submit_s), dtype=np.int64) if clusters is None else \
+            np.unique(np.array([str(c) for c in clusters], dtype=object), return_inverse=True)[1]
+        X = np.empty((len(jobs.submit_s), len(self.model.features)), dtype=np.float32)
+        for k in np.unique(keys):
+            rows = np.flatnonzero(keys == k)  # submit order within the cluster
+
+            def pick(name: str) -> np.ndarray | None:
+                values = getattr(jobs, name, None)
+                return None if values is None else np.asarray(values)[rows]
+
+            X[rows] = duration_features(jobs.submit_s[rows], jobs.duration_s[rows], jobs.num_gpus[rows],
+                                        num_nodes=pick("num_nodes"), user=pick("user"), group=pick("group"),
+                                        group_index=vocab, status=pick("status"), clock=clock)
+        return X
 
     def predict_jobs(self, jobs: Any) -> np.ndarray:
         """float64 predicted run seconds, one per job in workload order."""

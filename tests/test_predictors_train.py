@@ -120,6 +120,7 @@ def test_qssf_on_learned_predictions_lands_near_the_oracles_on_held_out_philly(d
                               "--data", data_root, "--json"])
     assert got.exit_code == 0, got.output
     assert json.loads((folder / "card.json").read_text())["training"]["train_fraction"] == 0.5
+    _replay_features_equal_training_features(folder, data_root)
     window = ["--trace", "philly_sia_jobs", "--vc-config", "philly", "--start-s", "4104433",  # the 50% point
               "--duration-s", "2592000", "--rate-scale", "4", "--data", data_root, "--json"]
     jct = {}
@@ -129,3 +130,24 @@ def test_qssf_on_learned_predictions_lands_near_the_oracles_on_held_out_philly(d
         jct[name] = json.loads(run.output)["summary"]["jct_mean_s"]
     assert jct["qssf"] < 0.75 * jct["fifo"]
     assert jct["sjf"] <= jct["qssf"] < 1.25 * jct["sjf"]
+
+
+def _replay_features_equal_training_features(folder, data_root) -> None:
+    """No train/serve skew: the features the cluster replay hands the model are, job by job, the ones it
+    was trained and evaluated on (one history per trace cluster, same visibility, same codes)."""
+    from predictors.data import load_jobs as training_jobs
+    from predictors.runtime import load_duration_predictor
+    from replay.cluster.jobs import load_jobs as replay_jobs
+
+    predictor = load_duration_predictor(folder)
+    jobs = replay_jobs("philly_sia_jobs", data_root=data_root)
+    con = open_catalog(data_root)
+    try:
+        ds = duration_dataset(con, TrainConfig("duration", ("philly_sia_jobs",), train_fraction=0.5),
+                              predictor.model.card["training"]["vocabulary"])
+        streams = training_jobs(con, "philly_sia_jobs")
+    finally:
+        con.close()
+    row = {key: i for i, key in enumerate((s.cluster, t, d) for s in streams for t, d in zip(s.submit_s, s.run_s))}
+    order = np.array([row[key] for key in zip(jobs.cluster, jobs.submit_s, jobs.duration_s)])
+    np.testing.assert_array_equal(predictor.features(jobs), ds.X[order])

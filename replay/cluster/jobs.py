@@ -63,13 +63,16 @@ class JobWorkload:
     """object array: the trace's final status (completed / failed / killed ...); None if unknown."""
     gpu_type: np.ndarray | None = None
     """object array: GPU type asked for; None if the trace has none."""
+    cluster: np.ndarray | None = None
+    """object array: the trace's cluster of each job (ITP's cluster01...; the derived Philly tables' VC);
+    None if the trace has none. A duration predictor keeps one history per cluster, as in training."""
     excluded: dict[str, int] = field(default_factory=dict)
     """Jobs in the window dropped as unreplayable: reason -> count."""
 
     def __post_init__(self) -> None:
         n = len(self.submit_s)
         cols = {k: getattr(self, k) for k in ("job_id", "duration_s", "num_gpus", "num_nodes", "user", "group",
-                                               "status", "gpu_type")}
+                                               "status", "gpu_type", "cluster")}
         wrong = {k: len(v) for k, v in cols.items() if v is not None and len(v) != n}
         if wrong:
             raise ValueError(f"JobWorkload: {n} submit times but column lengths {wrong}")
@@ -104,7 +107,7 @@ def load_jobs(trace: str, *, cluster: str | None = None, data_root: str | Path |
             where, params = where + " AND submit_s >= ? AND submit_s < ?", params + [start_s, start_s + duration_s]
         # fetchnumpy drains the result (DuckDB 2 refuses a new query while one is half read).
         cols = con.execute(
-            'SELECT job_id, submit_s, run_s, num_gpus, num_nodes, "user", "group", status, gpu_type FROM '
+            'SELECT job_id, submit_s, run_s, num_gpus, num_nodes, "user", "group", status, gpu_type, cluster FROM '
             f"(SELECT *, row_number() OVER () AS _pos FROM jobs_derived WHERE {where}) ORDER BY submit_s, _pos",
             params).fetchnumpy()
     finally:
@@ -160,7 +163,7 @@ def _select(trace: str, cols: dict, start_s: float, max_jobs: int | None) -> Job
         num_gpus=np.ceil(gpus[keep]).astype(np.int64),
         num_nodes=None if np.isnan(nodes).all() else np.nan_to_num(nodes, nan=0).astype(np.int64),
         user=obj("user"), group=obj("group"), status=obj("status"), gpu_type=obj("gpu_type"),
-        excluded=excluded,
+        cluster=obj("cluster"), excluded=excluded,
     )
 
 
