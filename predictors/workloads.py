@@ -30,16 +30,27 @@ from predictors.runtime import LoadedModel, load
 LENGTH_HEADS = ("point", "p50", "p90")
 
 
-class LengthPredictor:
-    """Predicted output tokens per request of a replay workload (``replay.sources.Workload``)."""
+class _WorkloadPredictor:
+    """A loaded model of one task and the head whose predictions a replay uses."""
 
-    def __init__(self, model: LoadedModel, head: str = "p50"):
-        if model.task != "response_length":
-            raise ValueError(f"{model.path}: a {model.task} model cannot predict response lengths")
+    task = ""
+
+    def __init__(self, model: LoadedModel, head: str):
+        if model.task != self.task:
+            raise ValueError(f"{model.path}: a {model.task} model cannot serve as a {self.task} predictor")
         if head not in model.bundle.heads:
             raise ValueError(f"{model.path}: no {head!r} head (has {sorted(model.bundle.heads)})")
         self.model = model
         self.head = head
+
+
+class LengthPredictor(_WorkloadPredictor):
+    """Predicted output tokens per request of a replay workload (``replay.sources.Workload``)."""
+
+    task = "response_length"
+
+    def __init__(self, model: LoadedModel, head: str = "p50"):
+        super().__init__(model, head)
 
     def features(self, workload: Any) -> np.ndarray:
         training = self.model.card.get("training", {})
@@ -55,16 +66,13 @@ class LengthPredictor:
         return np.asarray(self.model.predict(self.features(workload))[self.head], dtype=np.float64)
 
 
-class DurationPredictor:
+class DurationPredictor(_WorkloadPredictor):
     """Predicted run seconds per job of a cluster replay workload (``replay.cluster.jobs.JobWorkload``)."""
 
+    task = "gpu_duration"
+
     def __init__(self, model: LoadedModel, head: str = "point"):
-        if model.task != "gpu_duration":
-            raise ValueError(f"{model.path}: a {model.task} model cannot predict job durations")
-        if head not in model.bundle.heads:
-            raise ValueError(f"{model.path}: no {head!r} head (has {sorted(model.bundle.heads)})")
-        self.model = model
-        self.head = head
+        super().__init__(model, head)
 
     def features(self, jobs: Any) -> np.ndarray:
         """DURATION_FEATURES per job; one history per cluster of the trace (``jobs.cluster``), as in training."""

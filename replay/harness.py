@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from replay import metrics, sinks
+from replay.predictions import load_predictor
 from replay.serving.config import SchedulerConfig
 from replay.serving.executors.cost_model import LinearCostModel, RooflineCostModel, TableCostModel
 from replay.serving.executors.simulated import SimulatedExecutor
@@ -150,12 +151,8 @@ def predicted_lengths(config: ServeConfig, workload: Workload) -> np.ndarray | N
         return None
     if config.predictor == "oracle":
         return workload.output_tokens.astype(np.float64)
-    try:  # lazily: only runs that name a model pay for (and need) the predictors package
-        from predictors.runtime import load_length_predictor  # type: ignore[import-not-found]
-    except ImportError as exc:
-        raise ValueError(f"predictor {config.predictor!r}: the predictors runtime is not available ({exc}); "
-                         "use predictor='oracle' with oracle_lengths=True") from None
-    return np.asarray(load_length_predictor(config.predictor).predict_workload(workload), dtype=np.float64)
+    model = load_predictor("load_length_predictor", config.predictor, "oracle_lengths=True")
+    return np.asarray(model.predict_workload(workload), dtype=np.float64)
 
 
 def kv_block_keys(workload: Workload, block_size: int) -> list[list[int] | None] | None:

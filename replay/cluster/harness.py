@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from replay import sinks
+from replay.predictions import load_predictor
 from replay.cluster import metrics
 from replay.cluster.admission import admit
 from replay.cluster.cluster import (
@@ -185,12 +186,7 @@ def predicted_durations(config: ClusterConfig, workload: JobWorkload,
         return None
     if config.predictor == "oracle":
         return workload.duration_s.astype(np.float64)
-    try:  # lazily: only runs that name a model pay for (and need) the predictors package
-        from predictors.runtime import load_duration_predictor  # type: ignore[import-not-found]
-    except ImportError as exc:
-        raise ValueError(f"predictor {config.predictor!r}: the predictors runtime is not available ({exc}); "
-                         "use predictor='oracle' with oracle=True") from None
-    model = load_duration_predictor(config.predictor)
+    model = load_predictor("load_duration_predictor", config.predictor, "oracle=True")
     full = load_jobs(config.trace, cluster=config.cluster, data_root=data_root) if config.trace != GENERATED else None
     if full is not None and len(set(full.job_id.tolist())) == len(full):
         index = {job: i for i, job in enumerate(full.job_id.tolist())}
