@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from typer.testing import CliRunner
 
 from benchmarks.cluster_timestep import simulate_fifo_timestep
 from ingest.paths import traces_dir
@@ -19,7 +17,8 @@ from replay.cluster.harness import ClusterConfig, load_workload, run_cluster
 from replay.cluster.placement import PLACEMENTS
 from replay.cluster.policies import POLICIES, JobsView
 from replay.cluster.simulate import simulate
-from tracelab.cli import app
+from tests.cli_helpers import flat, replay
+from tests.conftest import ingested_root
 
 OCT_1 = 2_294_959.0
 """2017-10-01 00:00 in philly_sia_jobs seconds (its origin is the first submission, 2017-09-04 10:30:41)."""
@@ -29,25 +28,9 @@ TWO_WEEKS_S = 14 * 86400.0
 @pytest.fixture(scope="module")
 def root(tmp_path_factory) -> Path:
     """A data root with the derived Philly tables (jobs, VC configuration) and the ITP traces ingested."""
-    from ingest.pipeline import run_source
-
-    found = traces_dir()
-    if found is None or not found.is_dir():
-        pytest.skip("real traces not available: set TRACELAB_TRACES or put shared/traces beside the checkout")
-    data = tmp_path_factory.mktemp("data")
-    run_source("philly_derived", found / "philly", data_root=data)
-    run_source("microsoft_itp", found / "microsoft_itp", data_root=data)
-    return data
+    return ingested_root(tmp_path_factory, ("philly_derived", "philly"), ("microsoft_itp", "microsoft_itp"))
 
 
-def replay(*args: str):
-    result = CliRunner().invoke(app, ["replay", *args])
-    assert "Traceback" not in result.output, result.output
-    return result
-
-
-def flat(text: str) -> str:
-    return " ".join(re.sub("[│╭╮╰╯─]", " ", text).split())
 
 
 def test_cli_cluster_on_philly_with_vcs(root):

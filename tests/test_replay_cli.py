@@ -3,34 +3,24 @@
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from typer.testing import CliRunner
 
 from ingest.cli import run_app
 from replay.harness import ServeConfig
 from replay.sources import WorkloadSpec, load_workload
 from replay.sweep import capacity_search, expand_grid, scaled, sweep, sweep_id
+from tests.cli_helpers import flat, replay
 from tracelab.cli import app
 
 SMALL = ["--num-requests", "200", "--model", "llama-3-8b"]
 """A generated workload of 200 requests (each run well under a second)."""
 
 
-def replay(*args: str):
-    result = CliRunner().invoke(app, ["replay", *args])
-    assert "Traceback" not in result.output, result.output
-    return result
-
-
-def flat(text: str) -> str:
-    """Console text without rich's panel borders and line wrapping."""
-    return " ".join(re.sub("[│╭╮╰╯─]", " ", text).split())
 
 
 def small_config(**changes) -> ServeConfig:
