@@ -10,6 +10,7 @@ import duckdb
 import polars as pl
 
 from analysis import jobs as jb
+from analysis import pai
 from analysis import utilization as ut
 from analysis.catalog import NotAvailable, not_available
 from analysis.report import Section, bar_figure, cdf_figure, series_figure
@@ -89,7 +90,35 @@ def job_sections(con: duckdb.DuckDBPyConnection, trace: str) -> tuple[list[Secti
     _try_fig(shares, concentration_fig, "concentration")
     util = Section("Utilization", numbers["utilization"])
     _utilization_figures(con, trace, util)
-    return [Section("Overview", overview), durations, shares, util], numbers
+    sections = [Section("Overview", overview), durations, shares, util]
+    if pai.has_pai_tables(con, trace):  # PAI only: task requests, requested vs used, waits by request and type
+        numbers["pai"] = pai.characterize_pai(con, trace)
+        sections.append(_pai_section(con, trace, numbers["pai"]))
+    return sections, numbers
+
+
+def _pai_section(con, trace: str, numbers: dict) -> Section:
+    section = Section("PAI: GPU requests, requested vs used, waiting", numbers)
+
+    def requests_fig():
+        d = pai.request_distribution(con, trace, by="request")
+        return bar_figure(d["key"].to_list(), {"share of GPU instances": d["instance_share"].to_list(),
+                                               "share of requested GPUs": d["gpu_share"].to_list()},
+                          f"{trace}: GPUs requested per instance", "share")
+
+    def usage_fig():
+        u = pai.usage_cdf(con, trace, quantiles=tuple(i / 20 for i in range(21)))
+        curves = {r: (g["value"].to_list(), g["p"].to_list()) for (r,), g in u.group_by("resource", maintain_order=True)}
+        return cdf_figure(curves, f"{trace}: used / requested per instance", "used / requested")
+
+    _try_fig(section, requests_fig, "GPU requests")
+    _try_fig(section, usage_fig, "requested vs used")
+    for by in ("size", "gpu_type"):
+        title = f"{trace}: instance wait (first instance start - task start) by {by}"
+        _try_fig(section, lambda by=by, title=title: cdf_figure(
+            _cdf_curves(pai.wait_cdf(con, trace, by=by, definition="instance")), title, "seconds", log_x=True),
+            f"instance wait by {by}")
+    return section
 
 
 def compare_job_sections(con: duckdb.DuckDBPyConnection, traces: list[str]) -> tuple[list[Section], dict]:
