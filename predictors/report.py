@@ -71,7 +71,7 @@ def build_report(report: dict) -> tuple[str, dict]:
     sections.append(Section("What carries signal", numbers={"permutation_importance": {k: imp[k] for k in order}},
                             figures=[bar_figure(order, {"log-MAE increase when shuffled": [imp[k] for k in order]},
                                                 "Permutation importance (point head, test sample)", "log-MAE increase")]))
-    numbers = {k: report[k] for k in ("task", "traces", "rows", "models", "importance", "signal", "training")}
+    numbers = {k: report[k] for k in ("task", "traces", "rows", "models", "importance", "signal", "training", "sample")}
     if report.get("helios_bands"):
         numbers["helios_bands"] = report["helios_bands"]
     title = f"tracelab predictor evaluation: {report['task'].replace('_', ' ')} on {', '.join(report['traces'])}"

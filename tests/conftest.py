@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# One OpenMP thread for scikit-learn's boosted trees in every test process (set before any import loads
+# the OpenMP runtime; the session fixture below covers runtimes that are already loaded): on a small or
+# shared machine a spinning two-thread pool can crawl (one training took 280 s instead of 3 s).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import duckdb
 import pytest
@@ -62,8 +68,7 @@ def query(data_root: DataPaths):
 
 @pytest.fixture(autouse=True, scope="session")
 def one_openmp_thread():
-    """Single-threaded OpenMP (scikit-learn's boosted trees) for the whole run: on a small or shared
-    machine a spinning two-thread pool can crawl (one training took 280 s instead of 10 s)."""
+    """Single-threaded OpenMP for the whole run, for runtimes loaded before this module (see the top)."""
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1):
