@@ -219,7 +219,7 @@ def _entity_gpu_s(con, trace, by: str, cluster, gpu_only) -> np.ndarray:
     return gpu_s
 
 
-def _lorenz_top(gpu_s: np.ndarray, fractions: np.ndarray) -> np.ndarray:
+def lorenz_top(gpu_s: np.ndarray, fractions: np.ndarray) -> np.ndarray:
     """Share of GPU time held by the top ``fractions`` of entities: the piecewise-linear curve through
     ``(k/n, share of the k largest)``, ``k = 0..n`` (a fraction between two entities gets that part of
     the next entity's time)."""
@@ -237,7 +237,7 @@ def concentration(con: duckdb.DuckDBPyConnection, trace: str, *, by: str = "user
     whose jobs have no known run time (they hold 0)."""
     gpu_s = _entity_gpu_s(con, trace, by, cluster, gpu_only)
     x = np.linspace(0.0, 1.0, points)
-    return pl.DataFrame({"top_frac": x, "gpu_time_share": _lorenz_top(gpu_s, x)})
+    return pl.DataFrame({"top_frac": x, "gpu_time_share": lorenz_top(gpu_s, x)})
 
 
 def top_shares(con: duckdb.DuckDBPyConnection, trace: str, *, by: str = "user",
@@ -247,7 +247,7 @@ def top_shares(con: duckdb.DuckDBPyConnection, trace: str, *, by: str = "user",
     GPU-time shares of the top users or VCs (same curve as :func:`concentration`)."""
     gpu_s = _entity_gpu_s(con, trace, by, cluster, gpu_only)
     out = {"entities": int(gpu_s.size), "top_1": float(gpu_s[0] / gpu_s.sum())}
-    for f, share in zip(fractions, _lorenz_top(gpu_s, np.asarray(fractions, dtype=np.float64))):
+    for f, share in zip(fractions, lorenz_top(gpu_s, np.asarray(fractions, dtype=np.float64))):
         out[f"top_{f * 100:g}pct"] = float(share)
     return out
 

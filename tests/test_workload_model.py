@@ -121,3 +121,54 @@ def test_errors(real) -> None:
         RequestWorkloadModel().fit([0.0, 1.0], [1, 1], [1, 1]).generate(num_requests=3, duration_s=1.0)
     with pytest.raises(ValueError, match="format"):
         RequestWorkloadModel.from_dict({"format": "something else"})
+
+
+def test_empirical_arrivals_fix_code_dispersion_at_1s(real, fitted) -> None:
+    # Measured over 10 seeds (module doc of analysis.workload_model): index of dispersion at 1 s, regenerated /
+    # trace, gamma 2.14-2.65 vs empirical (blocks of 16) 0.93-1.03; inter-arrival KS 0.76-0.78 vs 0.09-0.13.
+    original, gamma, _ = fitted[CODE]
+    empirical = RequestWorkloadModel(arrival="empirical").fit_trace(real, CODE)
+    assert empirical.summary()["interarrival_cv"] == gamma.summary()["interarrival_cv"]  # same rescaled gaps
+    for seed in range(3):
+        e = compare(original, empirical.generate(seed=seed))["arrivals"]
+        g = compare(original, gamma.generate(seed=seed))["arrivals"]
+        assert e["dispersion_1s"]["ratio"] == pytest.approx(1, abs=0.15) and g["dispersion_1s"]["ratio"] > 2
+        assert e["interarrival_ks"] < 0.2 and g["interarrival_ks"] > 0.6
+        assert e["rate_per_min_corr"] > 0.8
+    regen = empirical.generate(seed=0)  # OFF windows stay off as with gamma
+    t = regen.arrival_s[regen.arrival_s < empirical.span_s_]
+    assert np.all(empirical.window_counts_[(t // empirical.window_s).astype(np.int64)] > 0)
+
+
+def test_empirical_arrivals_on_conv_and_json(real, fitted) -> None:
+    # conv is near-Poisson: both options fit; gap KS over 10 seeds 0.006-0.011 (blocks of 8) vs gamma's 0.012-0.015
+    original, _, _ = fitted[CONV]
+    model = RequestWorkloadModel(arrival="empirical", block_len=8).fit_trace(real, CONV)
+    regen = model.generate(seed=0)
+    a = compare(original, regen)["arrivals"]
+    assert a["interarrival_ks"] < 0.02 and a["dispersion_1s"]["ratio"] == pytest.approx(1, abs=0.1)
+    assert a["mean_rate_per_s"]["ratio"] == pytest.approx(1, abs=0.03)
+    shipped = RequestWorkloadModel.from_dict(json.loads(json.dumps(model.to_dict())))
+    assert shipped.arrival == "empirical" and shipped.block_len == 8
+    for kwargs in ({"seed": 0}, {"duration_s": 900.0, "rate_scale": 1.5, "seed": 2}):
+        assert np.array_equal(model.generate(**kwargs).arrival_s, shipped.generate(**kwargs).arrival_s)
+
+
+def test_version_1_dicts_still_load(fitted) -> None:
+    _, model, regen = fitted[CONV]
+    old = json.loads(json.dumps(model.to_dict()))
+    old["version"] = 1
+    del old["params"]["arrival"], old["params"]["block_len"], old["fitted"]["unit_gaps"]
+    loaded = RequestWorkloadModel.from_dict(old)
+    assert loaded.arrival == "gamma" and np.array_equal(loaded.generate(seed=0).arrival_s, regen.arrival_s)
+
+
+def test_arrival_option_errors() -> None:
+    with pytest.raises(ValueError, match="unknown arrival"):
+        RequestWorkloadModel(arrival="weibull")
+    with pytest.raises(ValueError, match="gamma arrivals only"):
+        RequestWorkloadModel(arrival="empirical", interarrival_cv=1.0)
+    with pytest.raises(ValueError, match="block_len"):
+        RequestWorkloadModel(arrival="empirical", block_len=0)
+    with pytest.raises(ValueError, match="v1/v2"):
+        RequestWorkloadModel.from_dict({"format": "tracelab.request_workload_model", "version": 3})

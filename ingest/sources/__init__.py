@@ -7,7 +7,8 @@ from functools import lru_cache
 
 from ingest.sources.base import Registry, Source
 
-SOURCE_MODULES = ("azure_llm", "mooncake", "itp", "helios", "philly", "philly_derived", "alibaba_pai")
+SOURCE_MODULES = ("azure_llm", "mooncake", "itp", "helios", "philly", "philly_derived", "alibaba_pai",
+                  "synthetic_jobs")
 """Modules under ``ingest.sources`` whose ``SOURCES`` tuples make up the default registry."""
 
 
