@@ -323,6 +323,28 @@ class RequestWorkloadModel:
         model.pair_counts_ = np.asarray(f["pair_counts"], np.int64)
         return model
 
+    def coarsened(self, bins_per_decade: int = 24) -> RequestWorkloadModel:
+        """A copy whose length pairs are binned: each (prompt, output) becomes the rounded geometric centre
+        of its log-spaced bin (``bins_per_decade`` per factor of 10 on each axis), counts summed.
+
+        What a model shipped without the trace should hold: an aggregate of the joint length distribution
+        (quantiles within ~5 % at 24 bins per decade), not the trace's own request lengths. Arrivals are
+        kept (per-window counts and the gap CV are aggregates already); empirical gaps are not, so the
+        copy uses gamma arrivals.
+        """
+        self._check_fitted()
+        if bins_per_decade < 1:
+            raise ValueError(f"bins_per_decade must be >= 1, got {bins_per_decade}")
+        log_bins = np.floor(np.log10(self.pairs_.astype(np.float64)) * bins_per_decade)
+        centres = np.maximum(np.round(10 ** ((log_bins + 0.5) / bins_per_decade)), 1).astype(np.int64)
+        pairs, inverse = np.unique(centres, axis=0, return_inverse=True)
+        out = RequestWorkloadModel(self.window_s, self.interarrival_cv, "gamma", self.block_len)
+        out.__dict__.update({k: v for k, v in self.__dict__.items() if k.endswith("_")})
+        out.pairs_ = pairs.astype(np.int64)
+        out.pair_counts_ = np.bincount(inverse.reshape(-1), weights=self.pair_counts_, minlength=len(pairs)).astype(np.int64)
+        out.unit_gaps_ = None
+        return out
+
     def summary(self) -> dict:
         """The fitted numbers a reader needs to judge the model, JSON-able."""
         self._check_fitted()
@@ -438,3 +460,17 @@ def _corr(x: np.ndarray, y: np.ndarray) -> float | None:
 
 def _spearman(x, y) -> float | None:
     return _corr(_ranks(np.asarray(x)), _ranks(np.asarray(y)))
+
+
+BUILTIN = "azure_llm_2023_conv"
+"""The trace the built-in model was fitted on (``analysis/data/builtin_request_model.json``)."""
+
+
+def builtin_model() -> RequestWorkloadModel:
+    """tracelab's built-in request workload model: fitted on the Azure 2023 conversation trace (per-minute
+    rates, gap CV) with its lengths :meth:`~RequestWorkloadModel.coarsened`; what the quickstart generates
+    from when no real trace can be had. Rebuild it with ``python -m analysis.builtin_model``."""
+    import json
+    from importlib.resources import files
+
+    return RequestWorkloadModel.from_dict(json.loads(files("analysis").joinpath("data/builtin_request_model.json").read_text()))

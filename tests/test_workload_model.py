@@ -172,3 +172,20 @@ def test_arrival_option_errors() -> None:
         RequestWorkloadModel(arrival="empirical", block_len=0)
     with pytest.raises(ValueError, match="v1/v2"):
         RequestWorkloadModel.from_dict({"format": "tracelab.request_workload_model", "version": 3})
+
+
+def test_builtin_model_is_an_aggregate_that_still_looks_like_azure_conv(real) -> None:
+    """The shipped model holds binned lengths (no request of the trace verbatim) and regenerates the
+    conversation trace's rate and length statistics; it is what the quickstart falls back to."""
+    from analysis.workload_model import BUILTIN, builtin_model
+
+    model = builtin_model()
+    trace = trace_workload(real, BUILTIN)
+    exact = {(int(p), int(o)) for p, o in zip(trace.prompt_tokens, trace.output_tokens)}
+    binned = {(int(p), int(o)) for p, o in model.pairs_}
+    assert len(binned) < 0.1 * len(exact) and model.unit_gaps_ is None and model.arrival == "gamma"
+    got = compare(trace, model.generate(seed=0))
+    for col in ("prompt_tokens", "output_tokens"):
+        for stat in ("mean", "p50", "p99"):
+            assert got[col][stat]["ratio"] == pytest.approx(1.0, abs=0.05), (col, stat)
+    assert np.isclose(len(model.generate(seed=1).arrival_s), len(trace.arrival_s), rtol=0.05)

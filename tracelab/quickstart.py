@@ -19,6 +19,8 @@ from ingest.pipeline import RunResult, run_source
 from ingest.sources import registry
 
 MAIN_SOURCE = "azure_llm_2023"
+GENERATED_REQUESTS = 20_000
+"""Requests the quickstart generates when it can get no real trace."""
 
 Say = Callable[[str], None]
 
@@ -72,9 +74,13 @@ def _main_source(paths: DataPaths, say: Say, no_download: bool) -> tuple[str, Pa
             return MAIN_SOURCE, paths.raw / MAIN_SOURCE, "downloaded"
         except IngestError as exc:
             say(f"could not get the real Azure 2023 trace ({exc})")
+    from analysis.workload_model import BUILTIN, builtin_model
     from ingest.synth import write_synthetic_requests
 
-    folder = write_synthetic_requests(paths.raw / "synthetic_llm").parent
+    say(f"generating {GENERATED_REQUESTS:,} requests from tracelab's built-in workload model (fitted on {BUILTIN}: "
+        "per-minute rates, burstiness, binned lengths)")
+    w = builtin_model().generate(num_requests=GENERATED_REQUESTS, seed=0)
+    folder = write_synthetic_requests(paths.raw / "synthetic_llm", w.arrival_s, w.prompt_tokens, w.output_tokens).parent
     return "synthetic_llm", folder, "GENERATED"
 
 
