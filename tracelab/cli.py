@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from analysis.cli import analyze as analyze_command
@@ -37,7 +38,15 @@ def quickstart(
     from tracelab.quickstart import quickstart as run_quickstart
 
     paths = data_paths(data)
-    result = run_quickstart(paths, all_offline=not main_only, no_download=offline, say=lambda m: out.print(f"[dim]·[/] {m}"))
+    with Progress(SpinnerColumn(), TextColumn("[bold]quickstart[/] step {task.completed:.0f}"), TextColumn("{task.description}"),
+                  TimeElapsedColumn(), console=out, transient=True) as progress:
+        step = progress.add_task("starting", total=None)
+
+        def say(message: str) -> None:  # every step: a line that stays, and the live bar moves on
+            progress.console.print(f"[dim]·[/] {message}")
+            progress.update(step, description=message[:70], advance=1)
+
+        result = run_quickstart(paths, all_offline=not main_only, no_download=offline, say=say)
     table = Table(title=f"tracelab quickstart: main trace from {result.main_data}")
     for col in ("source", "trace", "table", "rows out", "quarantined"):
         table.add_column(col, justify="right" if col in ("rows out", "quarantined") else "left")
