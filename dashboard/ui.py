@@ -65,6 +65,19 @@ def require_catalog(root: str) -> float:
     return stamp
 
 
+def traces_or_stop() -> tuple[str, float, dict[str, str]]:
+    """(data root, catalog stamp, request/job trace -> kind) for a page that needs a trace to explore;
+    an empty-lake message (and a stopped page) when there is none."""
+    from dashboard import cached
+
+    root = data_root()
+    stamp = require_catalog(root)
+    kinds = cached.explorable(root, stamp)
+    if not kinds:
+        empty("No request or job trace is ingested yet.", QUICKSTART, INGEST)
+    return root, stamp, kinds
+
+
 def fmt(value: object) -> str:
     """A number for a table: thousands separators, 4 significant digits, 'n/a' for missing."""
     if value is None or (isinstance(value, float) and math.isnan(value)):

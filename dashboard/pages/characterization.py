@@ -5,11 +5,7 @@ import streamlit as st
 from dashboard import cached, ui
 
 st.title("Characterization")
-root = ui.data_root()
-stamp = ui.require_catalog(root)
-kinds = cached.explorable(root, stamp)
-if not kinds:
-    ui.empty("No request or job trace is ingested yet.", ui.QUICKSTART, ui.INGEST)
+root, stamp, kinds = ui.traces_or_stop()
 
 view = st.radio("view", ["One trace", "Compare two traces"], horizontal=True, key="char_view",
                 label_visibility="collapsed")

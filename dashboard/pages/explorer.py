@@ -6,11 +6,7 @@ from dashboard import cached, charts, data, ui
 from dashboard.data import JobFilter
 
 st.title("Trace explorer")
-root = ui.data_root()
-stamp = ui.require_catalog(root)
-kinds = cached.explorable(root, stamp)
-if not kinds:
-    ui.empty("No request or job trace is ingested yet.", ui.QUICKSTART, ui.INGEST)
+root, stamp, kinds = ui.traces_or_stop()
 trace = st.selectbox("trace", list(kinds), key="explorer_trace", format_func=lambda t: f"{t} ({kinds[t]})")
 kind = kinds[trace]
 lo, hi, n = cached.trace_span(root, stamp, trace, kind)

@@ -49,15 +49,21 @@ def _launch_form() -> None:
                 st.error(f"could not run: {exc}")
 
 
+def _pick_runs(runs, key: str) -> tuple[dict, list]:
+    """A multiselect over the runs (newest three by default) and their table; (label -> path, picked labels)."""
+    labels = dict(zip(runs["label"].to_list(), runs["path"].to_list()))
+    picked = st.multiselect("runs", list(labels), default=list(labels)[:3], key=key)
+    st.dataframe(runs.filter(runs["label"].is_in(picked)).drop("path"), hide_index=True, width="stretch")
+    return labels, picked
+
+
 with serving:
     _launch_form()
     runs = cached.list_runs(root, results.stamp(runs_dir, "*/summary.json"), "serve")
     if runs.is_empty():
         st.info(f"No serving run under `{runs_dir}` yet. Run `{ui.SERVE}` (or use the form above).")
     else:
-        labels = dict(zip(runs["label"].to_list(), runs["path"].to_list()))
-        picked = st.multiselect("runs", list(labels), default=list(labels)[:3], key="serve_runs")
-        st.dataframe(runs.filter(runs["label"].is_in(picked)).drop("path"), hide_index=True, width="stretch")
+        labels, picked = _pick_runs(runs, "serve_runs")
         if picked:
             c = st.columns(3)
             for col, (column, title) in zip(c, (("ttft_s", "TTFT"), ("tbt_p99_s", "per-request p99 TBT"),
@@ -82,9 +88,7 @@ with cluster:
     if runs.is_empty():
         st.info(f"No cluster run under `{runs_dir / results.CLUSTER_SUBDIR}` yet. Run `{ui.CLUSTER}`.")
     else:
-        labels = dict(zip(runs["label"].to_list(), runs["path"].to_list()))
-        picked = st.multiselect("runs", list(labels), default=list(labels)[:3], key="cluster_runs")
-        st.dataframe(runs.filter(runs["label"].is_in(picked)).drop("path"), hide_index=True, width="stretch")
+        labels, picked = _pick_runs(runs, "cluster_runs")
         if picked:
             sizes = results.by_size_frame({lab: cached.read_summary(labels[lab], cluster_stamp) for lab in picked})
             c = st.columns(2)
