@@ -28,7 +28,7 @@ from replay.serving.policies import QUEUE_POLICIES, ROUTERS, VICTIM_POLICIES
 from replay.serving.specs import UnknownSpecError, known_gpus, known_models
 from replay.sources import TraceNotFoundError, WorkloadSpec
 
-app = typer.Typer(help="Replay LLM-serving traces through the simulated serving core: one run, sweeps, capacity.",
+app = typer.Typer(help="Replay LLM-serving traces (serve, sweep, capacity) and GPU job traces (cluster, cluster-sweep).",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 out = Console()
 err = Console(stderr=True)

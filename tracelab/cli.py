@@ -33,7 +33,7 @@ def quickstart(
     offline: Annotated[bool, typer.Option("--offline", help="Never download; use local copies or a generated workload.")] = False,
     data: Annotated[Optional[Path], typer.Option("--data", help="Data root (default: $TRACELAB_DATA or ./data).")] = None,
 ) -> None:
-    """Ingest a real trace (offline copy, else download, else a generated workload) and show where it went."""
+    """Ingest a real trace (else a generated one), characterize it, train the length predictor, replay it."""
     from tracelab.quickstart import REPLAY_RATE_SCALE
     from tracelab.quickstart import quickstart as run_quickstart
 
