@@ -283,10 +283,13 @@ def sweep_cmd(
     chunked_prefill: Annotated[Optional[str], typer.Option("--chunked-prefill", help="on,off.", rich_help_panel=L)] = None,
     kv_modes: Annotated[Optional[str], typer.Option("--kv-modes", help="paged,static.", rich_help_panel=L)] = None,
     seeds: Annotated[Optional[str], typer.Option(help="e.g. 0,1,2.", rich_help_panel=L)] = None,
-    workers: Annotated[Optional[int], typer.Option(help="Worker processes (default: CPUs, at most one per run); 1: in this process.")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Worker processes (default: CPUs, at most one per run); 1: in this process. Ray backend: CPUs of the local Ray it starts.")] = None,
+    backend: Annotated[str, typer.Option(help="local (a process pool) or ray (Ray tasks; pip install 'tracelab[ray]').")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Ray backend: the cluster to use ('auto', or head host:port); default: a local Ray.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
 ) -> None:
-    """Run policies x rates x configs (a local process pool) and write data/results/sweeps/<sweep id>.parquet."""
+    """Run policies x rates x configs (a local process pool or Ray tasks) and write data/results/sweeps/<sweep id>.parquet."""
+    from replay.ray_backend import RayNotInstalledError
     from replay.sinks import results_root
     from replay.sweep import expand_grid, sweep, sweep_id
 
@@ -308,7 +311,11 @@ def sweep_cmd(
             config.scheduler_config()
         with _progress() as bar:
             task = bar.add_task(f"sweep: {len(configs)} runs", total=len(configs))
-            rows = sweep(configs, workers=workers, data_root=opts["data"], on_result=lambda i, row: bar.advance(task))
+            try:
+                rows = sweep(configs, workers=workers, data_root=opts["data"], on_result=lambda i, row: bar.advance(task),
+                             backend=backend, ray_address=ray_address)
+            except RayNotInstalledError as exc:  # --backend ray without Ray: the message names the extra
+                raise ReplayUsageError(str(exc), 2) from None
     path = results_root(opts["data"]) / "sweeps" / f"{sweep_id(configs)}.parquet"
     if as_json:
         print(json.dumps({"sweep_id": sweep_id(configs), "path": str(path), "rows": rows}, indent=2, sort_keys=True))

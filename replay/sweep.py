@@ -2,8 +2,9 @@
 
 - :func:`expand_grid` turns a base :class:`~replay.harness.ServeConfig` and axes (``policy=[...]``,
   ``rate_scale=[...]``, ``num_replicas=[...]`` ...) into the list of configs, in a fixed order.
-- :func:`sweep` runs a config list (one run folder each, as :func:`~replay.harness.run_serve` writes it)
-  and returns one row per config, in config order whatever order the runs finish in; the table goes to
+- :func:`sweep` runs a config list (one run folder each, as :func:`~replay.harness.run_serve` writes it),
+  in a local process pool or as Ray tasks (``backend="ray"``, :mod:`replay.ray_backend`), and returns
+  one row per config, in config order whatever order the runs finish in; the table goes to
   ``data/results/sweeps/<sweep id>.parquet`` and ``.json``, the sweep id being a hash of the config list.
 - :func:`capacity_search` finds the highest rate scale whose SLO attainment still meets a target: the
   capacity figure Sarathi-Serve reports (the largest load a deployment sustains within its SLOs).
@@ -111,13 +112,25 @@ def default_workers(num_runs: int) -> int:
     return max(1, min(cpus, num_runs))
 
 
+BACKENDS = ("local", "ray")
+"""Where a sweep's runs execute: a local process pool, or Ray tasks (see :mod:`replay.ray_backend`)."""
+
+
 def sweep(configs: Sequence[ServeConfig], *, workers: int | None = None, data_root: str | Path | None = None,
-          on_result: Callable[[int, dict], None] | None = None, write_table: bool = True) -> list[dict]:
+          on_result: Callable[[int, dict], None] | None = None, write_table: bool = True,
+          backend: str = "local", ray_address: str | None = None,
+          run_one: Callable[..., tuple[str, dict, float | None]] | None = None) -> list[dict]:
     """Run every config (each writes its own run folder) and return one row per config, in config order.
 
-    ``workers`` processes (default: :func:`default_workers`) run the configs in a spawn-context
-    process pool; ``workers=1`` runs them one after another in this process. Configs with the same
-    run id run once. ``on_result(index, row)`` is called as each config's run completes (in completion
+    ``backend="local"`` (default): ``workers`` processes (default: :func:`default_workers`) run the
+    configs in a spawn-context process pool; ``workers=1`` runs them one after another in this process.
+    ``backend="ray"``: each run is a Ray task (:func:`replay.ray_backend.run_tasks`) on the cluster at
+    ``ray_address`` (``"auto"``: the one this machine belongs to), or on the Ray this process is already
+    connected to, or else on a local Ray started for this sweep with ``workers`` CPUs and shut down
+    after it; a task whose worker dies is retried. The rows, and the table's bytes, do not depend on
+    the backend. ``run_one`` replaces the function that runs one config (``(config, unit workload,
+    data root) -> (run id, summary, offered rate)``; default :func:`_run_one`), e.g. to inject faults
+    in tests; it must be a module-level (picklable) function. Configs with the same run id run once. ``on_result(index, row)`` is called as each config's run completes (in completion
     order). A row holds ``run_id``, :data:`PARAM_COLUMNS` and :data:`FIGURE_COLUMNS`. Unless
     ``write_table`` is False the rows also go to ``<results>/sweeps/<sweep id>.parquet`` (schema
     :data:`SWEEP_SCHEMA`) and ``.json`` (sweep id, configs, rows), each written atomically.
@@ -126,6 +139,15 @@ def sweep(configs: Sequence[ServeConfig], *, workers: int | None = None, data_ro
     configs = list(configs)
     if not configs:
         raise ValueError("sweep needs at least one config")
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown sweep backend {backend!r}; backends are {', '.join(BACKENDS)}")
+    if ray_address is not None and backend != "ray":
+        raise ValueError("ray_address is for backend='ray'")
+    run_one = _run_one if run_one is None else run_one
+    if backend == "ray":
+        from replay.ray_backend import import_ray
+
+        import_ray(ray_address)  # a missing Ray fails here, before any workload is read
     root = data_paths(data_root).root  # resolved here, once: $TRACELAB_DATA / ./data mean the same in every worker
     ids = [sinks.run_id(asdict(c)) for c in configs]
     first = {rid: i for i, rid in reversed(list(enumerate(ids)))}  # run id -> first config index with it
@@ -143,12 +165,16 @@ def sweep(configs: Sequence[ServeConfig], *, workers: int | None = None, data_ro
                 if on_result is not None:
                     on_result(j, rows[j])
 
-    if workers == 1 or len(tasks) == 1:
+    if backend == "ray":
+        from replay.ray_backend import run_tasks
+
+        run_tasks(run_one, tasks, done, workers=workers, address=ray_address)
+    elif workers == 1 or len(tasks) == 1:
         for i, args in tasks.items():
-            done(i, _run_one(*args))
+            done(i, run_one(*args))
     else:
         with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=get_context("spawn")) as pool:
-            futures = {pool.submit(_run_one, *args): i for i, args in tasks.items()}
+            futures = {pool.submit(run_one, *args): i for i, args in tasks.items()}
             try:
                 for fut in as_completed(futures):
                     done(futures[fut], fut.result())
