@@ -28,7 +28,8 @@ TWO_WEEKS_S = 14 * 86400.0
 @pytest.fixture(scope="module")
 def root(tmp_path_factory) -> Path:
     """A data root with the derived Philly tables (jobs, VC configuration) and the ITP traces ingested."""
-    return ingested_root(tmp_path_factory, ("philly_derived", "philly"), ("microsoft_itp", "microsoft_itp"))
+    return ingested_root(tmp_path_factory, ("philly_derived", "philly"), ("microsoft_itp", "microsoft_itp"),
+                         ("philly", "philly"), ("alibaba_pai_2020", "alibaba_pai_2020"))
 
 
 
@@ -135,3 +136,20 @@ def test_time_stepped_baseline_agrees():
     start60, end60 = simulate_fifo_timestep(submit, duration, gpus, 4, 8, step_s=60.0)
     assert np.all(start60 >= submit)
     assert np.mean(end60 - submit) >= np.mean(event.end_s - submit)
+
+
+def test_cluster_from_an_ingested_machine_list(root):
+    """``--vc-config machines:TRACE``: one node per GPU machine of the real Philly machine list
+    (552 machines, 2,490 GPUs) or PAI machine spec (1,814 GPU machines of 1,897, 6,742 GPUs)."""
+    from replay.cluster.cluster import machines_from_lake
+
+    philly = machines_from_lake("philly", root)
+    assert (philly.num_nodes, philly.total_gpus) == (552, 2490)
+    pai = machines_from_lake("alibaba_pai_2020", root)
+    assert (pai.num_nodes, pai.total_gpus) == (1814, 6742) and "P100" in pai.source
+    res = replay("cluster", "--trace", "philly_sia_jobs", "--vc-config", "machines:philly", "--max-jobs", "2000",
+                 "--data", str(root), "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["summary"]["cluster_spec"]["total_gpus"] == 2490
+    bad = replay("cluster", "--trace", "philly_sia_jobs", "--vc-config", "machines:nope", "--data", str(root))
+    assert bad.exit_code == 2 and "alibaba_pai_2020, philly" in flat(bad.output)

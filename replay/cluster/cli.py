@@ -58,7 +58,7 @@ def cluster(
     num_jobs: Annotated[int, typer.Option("--num-jobs", help="Generated trace: jobs to draw.", rich_help_panel=W)] = _C.num_jobs,
     gen_rate: Annotated[float, typer.Option("--gen-rate", help="Generated trace: submissions per second.", rich_help_panel=W)] = _C.gen_rate_per_s,
     seed: Annotated[int, typer.Option(help="Generator seed.", rich_help_panel=W)] = _C.seed,
-    vc_config: Annotated[Optional[str], typer.Option("--vc-config", help="'philly' (ingested philly_vc) or a VC CSV path; default: no VCs.", rich_help_panel=C)] = None,
+    vc_config: Annotated[Optional[str], typer.Option("--vc-config", help="'philly' (ingested philly_vc), a VC CSV path, or 'machines:TRACE' (one node per GPU machine of an ingested machine list, e.g. machines:philly); default: no VCs.", rich_help_panel=C)] = None,
     gpus_per_node: Annotated[int, typer.Option("--gpus-per-node", help="GPUs per node.", rich_help_panel=C)] = _C.gpus_per_node,
     num_nodes: Annotated[Optional[int], typer.Option("--num-nodes", help="Without VCs: this many nodes (default: sized from demand).", rich_help_panel=C)] = None,
     demand_fraction: Annotated[float, typer.Option("--demand-fraction", help="Default sizing: this share of the peak concurrent GPU demand.", rich_help_panel=C)] = _C.demand_fraction,

@@ -157,6 +157,35 @@ def philly_vc_nodes_from_lake(data_root: str | Path | None = None) -> dict[str, 
     return {str(vc): int(n) for vc, n in got}
 
 
+def machines_from_lake(trace: str, data_root: str | Path | None = None) -> ClusterSpec:
+    """One node per GPU machine of an ingested machine list (the ``machines`` table: Philly's
+    ``cluster_machine_list``, PAI's machine spec): node GPU counts as listed, machines without GPUs left
+    out. GPU types are recorded in the source, not used for placement."""
+    from ingest.paths import data_paths
+
+    import duckdb
+
+    paths = data_paths(data_root)
+    if not paths.catalog.exists():
+        raise ValueError(f"no catalog at {paths.catalog}: ingest a trace with a machine list first")
+    con = duckdb.connect(str(paths.catalog), read_only=True)
+    try:
+        has = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'machines'").fetchall()[0][0]
+        got = con.execute("SELECT num_gpus, coalesce(gpu_type, '?') FROM machines WHERE trace = ? AND num_gpus > 0 "
+                          "ORDER BY machine_id", [trace]).fetchall() if has else []
+        known = [r[0] for r in con.execute("SELECT DISTINCT trace FROM machines ORDER BY 1").fetchall()] if has else []
+    finally:
+        con.close()
+    if not got:
+        raise ValueError(f"no GPU machines for trace {trace!r} in the lake's machine lists "
+                         f"(traces with one: {', '.join(known) or 'none'})")
+    types: dict[str, int] = {}
+    for _, t in got:
+        types[t] = types.get(t, 0) + 1
+    mix = ", ".join(f"{n} x {t}" for t, n in sorted(types.items()))
+    return ClusterSpec(np.array([g for g, _ in got], np.int64), source=f"machines of {trace} ({mix})")
+
+
 class ClusterView:
     """What policies and placements may read: free and total GPUs per node (read-only arrays)."""
 

@@ -26,7 +26,7 @@ from replay.predictions import load_predictor
 from replay.cluster import metrics
 from replay.cluster.admission import admit
 from replay.cluster.cluster import (
-    HELIOS_GPUS_PER_NODE, ClusterSpec, from_vc_gpus, from_vc_nodes, philly_vc_nodes_from_lake, read_helios_vc_gpus,
+    HELIOS_GPUS_PER_NODE, ClusterSpec, from_vc_gpus, from_vc_nodes, machines_from_lake, philly_vc_nodes_from_lake, read_helios_vc_gpus,
     read_vc_nodes_csv, uniform,
 )
 from replay.cluster.jobs import GENERATED, JobWorkload, generate_jobs, load_jobs
@@ -39,6 +39,9 @@ RESULTS_SUBDIR = "cluster"
 """Cluster runs live in ``<results>/cluster/<run id>/``, apart from serving runs."""
 PHILLY = "philly"
 """``vc_config`` value for the Philly VC configuration ingested in the lake (trace ``philly_vc``)."""
+MACHINES = "machines:"
+"""``vc_config`` prefix for a cluster built from an ingested machine list: ``machines:philly``,
+``machines:alibaba_pai_2020`` (one node per GPU machine, no VCs)."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,8 @@ class ClusterConfig:
     placement: str = "consolidate"
     """Placement: consolidate, first-fit, spread."""
     vc_config: str | None = None
-    """VCs: 'philly' (the ingested philly_vc trace), a 'vc,node num' CSV, or a Helios cluster_gpu_number.csv; None: no VCs."""
+    """VCs: 'philly' (the ingested philly_vc trace), a 'vc,node num' CSV, or a Helios cluster_gpu_number.csv;
+    or 'machines:TRACE', one node per GPU machine of an ingested machine list; None: no VCs."""
     gpus_per_node: int = HELIOS_GPUS_PER_NODE
     """GPUs per node (the Helios simulator assumes 8)."""
     num_nodes: int | None = None
@@ -157,6 +161,8 @@ def build_cluster(config: ClusterConfig, workload: JobWorkload, data_root: str |
     gpn = config.gpus_per_node
     if config.vc_config == PHILLY:
         return from_vc_nodes(philly_vc_nodes_from_lake(data_root), gpn, source="philly_vc (lake)")
+    if config.vc_config is not None and config.vc_config.startswith(MACHINES):
+        return machines_from_lake(config.vc_config[len(MACHINES):], data_root)
     if config.vc_config is not None:
         path = Path(config.vc_config)
         if not path.is_file():
