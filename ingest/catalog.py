@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 
 from ingest.errors import CatalogError
-from ingest.lake import PART_NAME, read_reports
+from ingest.lake import PART_GLOB, read_reports
 from ingest.paths import DataPaths
 from ingest.schema import TABLES
 
@@ -46,11 +46,12 @@ def rebuild(paths: DataPaths) -> Path:
         try:
             present = []
             for name in TABLES:
-                files = sorted((paths.lake / name).glob(f"trace=*/{PART_NAME}"))
+                files = sorted((paths.lake / name).glob(f"trace=*/{PART_GLOB}"))
                 if not files:
                     continue
                 present.append(name)
-                glob = _sql_str(str(paths.lake / name / f"trace=*/{PART_NAME}"))
+                # every part of every trace; DuckDB expands the glob in name order (traces, then parts)
+                glob = _sql_str(str(paths.lake / name / f"trace=*/{PART_GLOB}"))
                 con.execute(f'CREATE VIEW "{name}" AS SELECT * FROM read_parquet({glob}, hive_partitioning = false)')
             for view, sql in DERIVED_VIEWS.items():
                 needs = "jobs" if "FROM jobs" in sql else "quarantine"

@@ -76,16 +76,24 @@ def run(
     no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip the published-checksum check (modified or generated copies).")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Commit nothing if any row would be quarantined (exit 9).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run's reports as JSON on stdout.")] = False,
+    backend: Annotated[str, typer.Option("--backend", help="local: parts one after the other here; ray: each part a Ray task (pip install 'tracelab[ray]').")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster to use with --backend ray (e.g. auto or HOST:6379; default: start a local Ray).")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="CPUs of the local Ray started by --backend ray (default: all cores).")] = None,
     data: DataOpt = None,
 ) -> None:
-    """Ingest SOURCE into the lake and refresh the catalog (replaces the traces it produces)."""
+    """Ingest SOURCE into the lake and refresh the catalog (replaces the traces it produces).
+
+    Each table plan (one per input file where a trace has several, e.g. ITP's ten cluster files) is one
+    Parquet part; --backend ray produces the parts in parallel as Ray tasks, with the same bytes.
+    """
     from ingest.pipeline import run_source
 
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err, transient=True,
                   disable=not err.is_terminal) as bar:
         task = bar.add_task(f"{source}: starting")
         result = run_source(source, from_path, data_root=data, verify=not no_verify, strict=strict,
-                            progress=lambda msg: bar.update(task, description=f"{source}: {msg}"))
+                            progress=lambda msg: bar.update(task, description=f"{source}: {msg}"),
+                            backend=backend, workers=workers, ray_address=ray_address)
     if as_json:
         print(json.dumps(result.reports, indent=2, sort_keys=True))
         return

@@ -58,3 +58,9 @@ class QuarantineError(IngestError):
     """``--strict`` was given and some rows would have been quarantined; nothing was committed."""
 
     exit_code = 9
+
+
+class BackendError(IngestError):
+    """``ingest run --backend``: the backend cannot run (unknown name, Ray not installed, bad ``--workers``)."""
+
+    exit_code = 10

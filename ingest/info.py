@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import duckdb
 
 from ingest.errors import UnknownSourceError
-from ingest.lake import PART_NAME, read_reports
+from ingest.lake import partition_parts, read_reports
 from ingest.paths import DataPaths
 from ingest.schema import TABLES
 
@@ -22,8 +22,8 @@ def trace_info(paths: DataPaths, trace: str) -> dict:
     con = duckdb.connect()
     stats: dict[str, dict] = {}
     for name in rep["tables"]:
-        part = paths.lake / name / f"trace={trace}" / PART_NAME
-        src = f"read_parquet('{part.as_posix()}')"
+        parts = ", ".join("'" + p.as_posix().replace("'", "''") + "'" for p in partition_parts(paths, name, trace))
+        src = f"read_parquet([{parts}])"
         cols = TABLES[name].time_columns
         entry: dict = {}
         if cols:

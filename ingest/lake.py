@@ -1,8 +1,13 @@
 """The lake on disk: an exclusive lock, and the atomic swap of staged partitions into place.
 
-Layout: ``lake/<table>/trace=<trace>/part-0.parquet`` and ``lake/_reports/<trace>.json``. A run
-stages every file first; :func:`commit` then swaps whole partition folders in under the lock, so a
-reader sees either the old trace or the new one, and a failure before the commit changes nothing.
+Layout: ``lake/<table>/trace=<trace>/part-<k>.parquet`` and ``lake/_reports/<trace>.json``. A table
+of a trace built from one input (one table plan) is the single file ``part-0.parquet``; one built from
+several plans (one per input file, e.g. ITP's ten cluster files) has one part per plan, in plan order,
+named so that name order is plan order (:func:`part_name`: ``part-0`` ... ``part-9``, or ``part-00`` ...
+``part-10`` for eleven). Readers take ``part-*.parquet`` in name order (:data:`PART_GLOB`).
+
+A run stages every file first; :func:`commit` then swaps whole partition folders in under the lock, so
+a reader sees either the old trace or the new one, and a failure before the commit changes nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +23,21 @@ from pathlib import Path
 from ingest.paths import DataPaths
 
 PART_NAME = "part-0.parquet"
+"""The file of a single-part partition (and the first part's name whenever there are fewer than 11)."""
+PART_GLOB = "part-*.parquet"
+"""Every part of a partition folder; sorted by name, the parts come in plan order."""
+
+
+def part_name(k: int, n: int) -> str:
+    """File name of part ``k`` of ``n``: zero-padded to the width of ``n - 1`` so name order is part order."""
+    if not 0 <= k < n:
+        raise ValueError(f"part {k} of {n}")
+    return f"part-{k:0{len(str(n - 1))}d}.parquet"
+
+
+def partition_parts(paths: DataPaths, table: str, trace: str) -> list[Path]:
+    """The part files of one trace of one table, in order (empty if there is none)."""
+    return sorted(partition_dir(paths, table, trace).glob(PART_GLOB))
 
 
 def partition_dir(paths: DataPaths, table: str, trace: str) -> Path:
@@ -55,10 +75,11 @@ def existing_tables(paths: DataPaths, trace: str) -> list[str]:
     return sorted(d.name for d in paths.lake.iterdir() if not d.name.startswith("_") and (d / f"trace={trace}").is_dir())
 
 
-def commit(paths: DataPaths, staged: dict[tuple[str, str], Path], reports: dict[str, dict], work: Path) -> None:
+def commit(paths: DataPaths, staged: dict[tuple[str, str], Path | list[Path]], reports: dict[str, dict], work: Path) -> None:
     """Swap staged files into the lake and write the traces' reports. Call under :func:`lake_lock`.
 
-    ``staged`` maps (table, trace) to a finished Parquet file. Every partition of a committed trace
+    ``staged`` maps (table, trace) to a finished Parquet file, or to the list of its parts in order
+    (named :func:`part_name` in the lake; one part is ``part-0.parquet``). Every partition of a committed trace
     that the run did not produce is removed (the trace is replaced whole). On failure, already
     swapped partitions are rolled back.
     """
@@ -74,11 +95,15 @@ def commit(paths: DataPaths, staged: dict[tuple[str, str], Path], reports: dict[
                     keep = backup / f"{table}__{trace}"
                     os.rename(live, keep)
                     done.append((live, keep))
-        for (table, trace), file in sorted(staged.items()):
+        for (table, trace), files in sorted(staged.items()):
             live = partition_dir(paths, table, trace)
             fresh = work / "commit" / table / f"trace={trace}"
             fresh.mkdir(parents=True, exist_ok=True)
-            os.replace(file, fresh / PART_NAME)
+            parts = [files] if isinstance(files, Path) else list(files)
+            if not parts:
+                raise ValueError(f"internal error: no staged part for {table}/{trace}")
+            for k, file in enumerate(parts):
+                os.replace(file, fresh / part_name(k, len(parts)))
             live.parent.mkdir(parents=True, exist_ok=True)
             keep = None
             if live.exists():

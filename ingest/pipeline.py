@@ -4,15 +4,21 @@ Stages (all output goes to a private staging folder until the commit):
 
 1. a trace's origin (the minimum of jobs.submit_s / requests.arrival_s) is guessed from the first
    rows of each input;
-2. every table plan is streamed once: good rows straight into the canonical Parquet file (times
-   rebased to seconds since the guessed origin), rejected rows to a staging file, input rows
-   counted, and the exact minimum time computed on the way; if the guess was wrong (an input not
-   sorted by time) the trace is written again with the exact origin;
+2. every table plan is one Parquet *part* (a table built from several plans, e.g. one per input
+   file, lands as several parts, in plan order), produced on its own by streaming the plan once:
+   good rows straight into the part (times rebased to seconds since the guessed origin), rejected rows
+   to a staging file, input rows counted, and the exact minimum time computed on the way. The origin
+   tables' parts of every trace come first; if a trace's guess was wrong (an input not sorted by time)
+   its origin tables' parts are written again with the exact origin; then the other tables' parts.
+   Parts are produced one after the other here (``backend="local"``) or as Ray tasks
+   (``backend="ray"``); either way the driver then assembles each trace (its quarantine file, row
+   counts and report) from the parts, so both give the same bytes;
 3. plans are first built with the fast parsers; if anything was rejected, everything is redone with
    the general ones (see :mod:`ingest.lines`), so results never depend on the fast path;
 4. under the lake lock, partitions are swapped in and the catalog is rebuilt.
 
-``rows_in == rows_out + rows_quarantined`` is checked for every table plan that reads input rows.
+``rows_in == rows_out + rows_quarantined`` is checked for every part and every table plan that reads
+input rows.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import polars as pl
 
 from ingest import catalog
 from ingest.checks import FAST_REJECTED
-from ingest.errors import CatalogError, InputNotFoundError, QuarantineError
+from ingest.errors import CatalogError, InputNotFoundError, QuarantineError, BackendError
 from ingest.inputs import InputSet, resolve_inputs
 from ingest.lake import commit, lake_lock
 from ingest.lines import FILE, LINE, RAW, REASON, explain_column_count, fast_path
@@ -199,6 +205,18 @@ def _write_group(plans: list[TablePlan], dest: Path, meta: dict[str, str], origi
     )
 
 
+BACKENDS = ("local", "ray")
+"""Where ``ingest run`` produces the parts: in this process, or as Ray tasks."""
+
+
+def _runner(backend: str, source: Source, inputs: InputSet, fast: bool, say: Progress, workers: int | None,
+            address: str | None) -> Runner | None:
+    """The part runner of ``backend`` (None: the local default, built from the plans at hand)."""
+    if backend == "ray":
+        return _ray_runner(source, inputs, fast, say, workers=workers, address=address)
+    return None
+
+
 def _guess_origin(groups: dict[str, list[TablePlan]]) -> int | None:
     """The minimum time over the first rows of every input of the origin tables: a cheap guess that
     is exact whenever each input is sorted by time (then no second pass is needed)."""
@@ -219,14 +237,31 @@ def run_source(
     verify: bool = True,
     strict: bool = False,
     progress: Progress | None = None,
+    backend: str = "local",
+    workers: int | None = None,
+    ray_address: str | None = None,
 ) -> RunResult:
     """Ingest source ``name`` from ``from_path`` (default: raw downloads, then the offline copies).
 
     ``strict``: refuse to commit if any row would be quarantined (QuarantineError lists the reasons).
+    ``backend``: ``"local"`` produces the parts (one per table plan) one after the other in this
+    process; ``"ray"`` produces each part as a Ray task, on the cluster at ``ray_address`` or on a local
+    Ray with ``workers`` CPUs (default: all cores), started here. Both give the same lake, byte for byte.
     Raises an :class:`~ingest.errors.IngestError` subclass on bad input; the lake and catalog are then
     exactly as they were.
     """
     say = progress or (lambda _msg: None)
+    if backend not in BACKENDS:
+        raise BackendError(f"unknown ingest backend {backend!r}; use one of: {', '.join(BACKENDS)}")
+    if workers is not None and workers < 1:
+        raise BackendError(f"--workers must be at least 1, got {workers}")
+    if backend == "ray":
+        from ingest.ray_support import RayNotInstalledError, import_ray
+
+        try:
+            import_ray(ray_address)  # fail before any work if Ray is missing
+        except RayNotInstalledError as exc:
+            raise BackendError(f"ingest run --backend ray: {exc}") from exc
     source = get_source(name)
     paths = data_paths(data_root)
     input_path = Path(from_path).resolve() if from_path else default_input_path(source, paths)
@@ -242,12 +277,14 @@ def run_source(
         if not plans:
             raise InputNotFoundError(f"{input_path}: no table could be built from the inputs found")
         result = RunResult(source.name, input_path, missing_inputs=list(inputs.missing))
-        staged = _stage_all(source, plans, inputs, work / "fast", say, result)
+        staged = _stage_all(source, plans, inputs, work / "fast", say, result,
+                            _runner(backend, source, inputs, True, say, workers, ray_address))
         if attempt.used and any(FAST_REJECTED in r["quarantine_by_reason"] for r in result.reports.values()):
             # A fast parser failed on rows the general one may read: redo everything on the robust path.
             say("some rows need the general parsers: re-reading")
             result = RunResult(source.name, input_path, missing_inputs=list(inputs.missing))
-            staged = _stage_all(source, source.plan(inputs), inputs, work / "robust", say, result)
+            staged = _stage_all(source, source.plan(inputs), inputs, work / "robust", say, result,
+                                _runner(backend, source, inputs, False, say, workers, ray_address))
         if strict and result.rows_quarantined:
             reasons = {r: n for rep in result.reports.values() for r, n in rep["quarantine_by_reason"].items()}
             raise QuarantineError(
@@ -263,71 +300,164 @@ def run_source(
         shutil.rmtree(work, ignore_errors=True)
 
 
+@dataclass(frozen=True)
+class _Part:
+    """One part to produce: plan ``k`` of the (table, trace) group, written to ``dest``."""
+
+    table: str
+    trace: str
+    k: int
+    dest: Path
+    meta: dict[str, str]
+    origin_us: int | None
+
+
+Runner = Callable[[list[_Part]], list[_Written]]
+"""Produces parts (in any order, anywhere) and returns what each wrote, in the order given."""
+
+
+def _local_runner(plans: dict[tuple[str, str], list[TablePlan]], say: Progress) -> Runner:
+    """Produce parts one after the other in this process, from the plans already built."""
+
+    def run(parts: list[_Part]) -> list[_Written]:
+        out = []
+        for part in parts:
+            group = plans[(part.table, part.trace)]
+            say(f"reading {part.table} for {part.trace}" + (f" ({part.k + 1}/{len(group)})" if len(group) > 1 else ""))
+            out.append(_write_group([group[part.k]], part.dest, part.meta, part.origin_us))
+        return out
+
+    return run
+
+
+def produce_part(source_name: str, inputs: InputSet, fast: bool, part: _Part) -> _Written:
+    """Produce one part from scratch (a Ray task): plan the source again, write plan ``part.k`` of its group.
+
+    Plans are pure and deterministic, so the plan rebuilt here is the one the driver built; the part's
+    bytes depend only on its rows, origin and metadata, so they equal the local backend's.
+    """
+    source = get_source(source_name)
+    if fast:
+        with fast_path():
+            plans = source.plan(inputs)
+    else:
+        plans = source.plan(inputs)
+    group = _group(plans)[(part.table, part.trace)]
+    return _write_group([group[part.k]], part.dest, part.meta, part.origin_us)
+
+
+def _ray_runner(source: Source, inputs: InputSet, fast: bool, say: Progress, *, workers: int | None,
+                address: str | None) -> Runner:
+    """Produce every part as a Ray task (:func:`produce_part`), all submitted at once.
+
+    Workers write their part (and its quarantine file) straight into the staging folder, so they need
+    to see the driver's data root: on one machine always; on a multi-node cluster, put the data root on
+    a shared file system.
+    """
+    from ingest.ray_support import map_tasks
+
+    def run(parts: list[_Part]) -> list[_Written]:
+        say(f"producing {len(parts)} part(s) on Ray")
+        return map_tasks(produce_part, [(source.name, inputs, fast, p) for p in parts], workers=workers, address=address)
+
+    return run
+
+
+def _meta(source: Source, trace: str, origin_us: int | None) -> dict[str, str]:
+    return {
+        "tracelab.trace": trace,
+        "tracelab.source": source.name,
+        "tracelab.origin_epoch_us": "" if origin_us is None else str(origin_us),
+        "tracelab.time_zone": source.time_base.time_zone,
+        "tracelab.epoch": source.time_base.epoch,
+    }
+
+
 def _stage_all(
-    source: Source, plans: list[TablePlan], inputs: InputSet, work: Path, say: Progress, result: RunResult
-) -> dict[tuple[str, str], Path]:
-    """Write every table of every trace into ``work``; fills ``result``; returns (table, trace) -> file."""
+    source: Source, plans: list[TablePlan], inputs: InputSet, work: Path, say: Progress, result: RunResult,
+    runner: Runner | None = None,
+) -> dict[tuple[str, str], list[Path]]:
+    """Write every part of every table of every trace into ``work``; fills ``result``; returns
+    (table, trace) -> its part files in order.
+
+    Each table plan is one part. Parts are produced in two rounds through ``runner`` (default: one
+    after the other here): first the origin tables' parts of every trace with the guessed origin (again,
+    with the exact origin, for a trace whose guess was wrong), then the other tables' parts.
+    """
     work.mkdir(parents=True, exist_ok=True)
+    groups = _group(plans)
+    run = runner or _local_runner(groups, say)
     by_trace: dict[str, dict[str, list[TablePlan]]] = defaultdict(dict)
-    for (tname, trace), group in _group(plans).items():
+    for (tname, trace), group in groups.items():
         by_trace[trace][tname] = group
-    staged: dict[tuple[str, str], Path] = {}
-    for trace, groups in sorted(by_trace.items()):
-        staged.update(_stage_trace(source, trace, groups, inputs, work, say, result))
+    origin_tables: dict[str, set[str]] = {}
+    origins: dict[str, int | None] = {}
+    for trace, tgroups in sorted(by_trace.items()):
+        chosen = {t: g for t, g in tgroups.items() if g[0].table.origin_column} or {
+            t: g for t, g in tgroups.items() if g[0].table.time_columns}
+        origin_tables[trace] = set(chosen)
+        origins[trace] = _guess_origin(chosen)
+
+    def parts_of(trace: str, tables: list[str]) -> list[_Part]:
+        return [
+            _Part(tname, trace, k, work / f"{tname}__{trace}__{k}.parquet", _meta(source, trace, origins[trace]), origins[trace])
+            for tname in sorted(tables) for k in range(len(by_trace[trace][tname]))
+        ]
+
+    written: dict[tuple[str, str, int], _Written] = {}
+
+    def produce(parts: list[_Part]) -> None:
+        for part, w in zip(parts, run(parts), strict=True):
+            written[(part.table, part.trace, part.k)] = w
+
+    produce([p for trace in sorted(by_trace) for p in parts_of(trace, sorted(origin_tables[trace]))])
+    wrong = []
+    for trace in sorted(by_trace):
+        mins = [w.min_us for (t, tr, _), w in written.items() if tr == trace and t in origin_tables[trace] and w.min_us is not None]
+        exact = min(mins) if mins else None
+        if exact != origins[trace]:
+            say(f"{trace} is not sorted by time: rewriting {', '.join(sorted(origin_tables[trace]))} with the exact origin")
+            origins[trace] = exact
+            wrong.append(trace)
+    if wrong:
+        produce([p for trace in wrong for p in parts_of(trace, sorted(origin_tables[trace]))])
+    produce([p for trace in sorted(by_trace) for p in parts_of(trace, sorted(set(by_trace[trace]) - origin_tables[trace]))])
+
+    staged: dict[tuple[str, str], list[Path]] = {}
+    for trace, tgroups in sorted(by_trace.items()):
+        staged.update(_finish_trace(source, trace, tgroups, written, inputs, work, origins[trace], result))
     return staged
 
 
-def _stage_trace(
-    source: Source, trace: str, groups: dict[str, list[TablePlan]], inputs: InputSet, work: Path, say: Progress,
-    result: RunResult,
-) -> dict[tuple[str, str], Path]:
-    origin_groups = {t: g for t, g in groups.items() if g[0].table.origin_column} or {
-        t: g for t, g in groups.items() if g[0].table.time_columns}
-    origin = _guess_origin(origin_groups)
-
-    def meta_for(origin_us: int | None) -> dict[str, str]:
-        return {
-            "tracelab.trace": trace,
-            "tracelab.source": source.name,
-            "tracelab.origin_epoch_us": "" if origin_us is None else str(origin_us),
-            "tracelab.time_zone": source.time_base.time_zone,
-            "tracelab.epoch": source.time_base.epoch,
-        }
-
-    written: dict[str, _Written] = {}
-    for _attempt in ("guess", "exact"):  # the origin tables first; again only if the guess was wrong
-        for tname, group in sorted(origin_groups.items()):
-            say(f"reading {tname} for {trace}")
-            written[tname] = _write_group(group, work / f"{tname}__{trace}.parquet", meta_for(origin), origin)
-        mins = [written[t].min_us for t in origin_groups if written[t].min_us is not None]
-        exact = min(mins) if mins else None
-        if exact == origin:
-            break
-        say(f"{trace} is not sorted by time: rewriting {', '.join(sorted(origin_groups))} with the exact origin")
-        origin = exact
-    meta = meta_for(origin)
-    for tname, group in sorted(groups.items()):
-        if tname not in origin_groups:
-            say(f"reading {tname} for {trace}")
-            written[tname] = _write_group(group, work / f"{tname}__{trace}.parquet", meta, origin)
-    staged = {(tname, trace): work / f"{tname}__{trace}.parquet" for tname in groups}
+def _finish_trace(
+    source: Source, trace: str, groups: dict[str, list[TablePlan]], written: dict[tuple[str, str, int], _Written],
+    inputs: InputSet, work: Path, origin: int | None, result: RunResult,
+) -> dict[tuple[str, str], list[Path]]:
+    """Assemble one trace from its produced parts: the quarantine file, row counts and the report."""
+    meta = _meta(source, trace, origin)
+    parts = {tname: [written[(tname, trace, k)] for k in range(len(group))] for tname, group in sorted(groups.items())}
+    staged = {(tname, trace): [work / f"{tname}__{trace}__{k}.parquet" for k in range(len(group))]
+              for tname, group in groups.items()}
     q_dest = work / f"quarantine__{trace}.parquet"
-    bad_files = [(t, w.bad) for t, w in sorted(written.items()) if w.bad is not None]
+    bad_files = [(tname, w.bad) for tname, ws in parts.items() for w in ws if w.bad is not None]
     q_stage = work / f"quarantine__{trace}.stage.parquet"
     _quarantine_frame([
         pl.scan_parquet(path).select(pl.lit(trace).alias("trace"), pl.lit(tname).alias("dataset"), pl.all())
         for tname, path in bad_files
     ]).select(QUARANTINE.columns).sink_parquet(q_stage, row_group_size=ROW_GROUP_ROWS)
     copy_canonical(q_stage, q_dest, QUARANTINE, meta)
-    staged[("quarantine", trace)] = q_dest
+    staged[("quarantine", trace)] = [q_dest]
     table_rows: dict[str, dict] = {}
-    for tname, w in sorted(written.items()):
-        q = 0 if w.bad is None else pl.scan_parquet(w.bad).select(pl.len()).collect().item()
-        if w.rows_in is not None and w.rows_in != w.rows_out + q:
-            raise CatalogError(f"internal error: {trace}/{tname}: {w.rows_in} rows in but {w.rows_out} out + {q} quarantined")
-        table_rows[tname] = {"rows_in": w.rows_in, "rows_out": w.rows_out, "rows_quarantined": q}
-        result.tables.append(TableResult(tname, trace, w.rows_in, w.rows_out, q))
-    files = set().union(*(w.files for w in written.values()))
+    for tname, ws in parts.items():
+        derived = all(w.rows_in is None for w in ws)
+        rows_in = None if derived else sum(w.rows_in or 0 for w in ws)
+        rows_out = sum(w.rows_out for w in ws)
+        q = sum(pl.scan_parquet(w.bad).select(pl.len()).collect().item() for w in ws if w.bad is not None)
+        if rows_in is not None and rows_in != rows_out + q:
+            raise CatalogError(f"internal error: {trace}/{tname}: {rows_in} rows in but {rows_out} out + {q} quarantined")
+        table_rows[tname] = {"rows_in": rows_in, "rows_out": rows_out, "rows_quarantined": q}
+        result.tables.append(TableResult(tname, trace, rows_in, rows_out, q))
+    files = set().union(*(w.files for ws in parts.values() for w in ws))
     result.reports[trace] = _report(source, trace, table_rows, inputs, files, origin, q_dest)
     return staged
 

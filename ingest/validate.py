@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ingest.lake import PART_NAME, read_reports
+from ingest.lake import PART_GLOB, partition_parts, read_reports
 from ingest.paths import DataPaths
 from ingest.schema import SCHEMA_VERSION, TABLES
 
@@ -43,37 +43,46 @@ def validate_lake(paths: DataPaths, traces: list[str] | None = None) -> tuple[li
             problems.append(Problem(t, "no such ingested trace (see 'ingest list')"))
     checked = 0
     for name, table in TABLES.items():
-        for part in sorted((paths.lake / name).glob(f"trace=*/{PART_NAME}")):
-            trace = part.parent.name.removeprefix("trace=")
+        for folder in sorted(d for d in (paths.lake / name).glob("trace=*") if d.is_dir()):
+            trace = folder.name.removeprefix("trace=")
             if wanted and trace not in wanted:
                 continue
-            checked += 1
-            try:
-                meta = pq.read_metadata(part)
-                schema = pq.read_schema(part)
-            except Exception as exc:  # noqa: BLE001 - any unreadable file is a problem to report
-                problems.append(Problem(str(part), f"unreadable Parquet: {exc}"))
+            rows = 0
+            parts = sorted(folder.glob(PART_GLOB))
+            for part in parts:
+                checked += 1
+                try:
+                    meta = pq.read_metadata(part)
+                    schema = pq.read_schema(part)
+                except Exception as exc:  # noqa: BLE001 - any unreadable file is a problem to report
+                    problems.append(Problem(str(part), f"unreadable Parquet: {exc}"))
+                    rows = None
+                    continue
+                if rows is not None:
+                    rows += meta.num_rows
+                if _types(schema) != _types(table.schema):
+                    problems.append(Problem(str(part), f"schema differs from canonical {name} (expected {_types(table.schema)})"))
+                version = (schema.metadata or {}).get(b"tracelab.schema_version", b"").decode()
+                if version != SCHEMA_VERSION:
+                    problems.append(Problem(str(part), f"schema version {version!r}, expected {SCHEMA_VERSION!r}; re-run the ingest"))
+            if not parts:
                 continue
-            if _types(schema) != _types(table.schema):
-                problems.append(Problem(str(part), f"schema differs from canonical {name} (expected {_types(table.schema)})"))
-            version = (schema.metadata or {}).get(b"tracelab.schema_version", b"").decode()
-            if version != SCHEMA_VERSION:
-                problems.append(Problem(str(part), f"schema version {version!r}, expected {SCHEMA_VERSION!r}; re-run the ingest"))
+            where = str(parts[0]) if len(parts) == 1 else f"{folder}/{PART_GLOB} ({len(parts)} parts)"
             rep = reports.get(trace)
             if rep is None:
-                problems.append(Problem(str(part), "no ingest report for this trace"))
+                problems.append(Problem(where, "no ingest report for this trace"))
                 continue
             expected_rows = rep["rows_quarantined"] if name == "quarantine" else rep["tables"].get(name, {}).get("rows_out")
             if expected_rows is None:
-                problems.append(Problem(str(part), f"table {name} is not in the trace's ingest report"))
-            elif meta.num_rows != expected_rows:
-                problems.append(Problem(str(part), f"{meta.num_rows} rows, but the ingest report says {expected_rows}"))
+                problems.append(Problem(where, f"table {name} is not in the trace's ingest report"))
+            elif rows is not None and rows != expected_rows:
+                problems.append(Problem(where, f"{rows} rows, but the ingest report says {expected_rows}"))
     for trace, rep in sorted(reports.items()):
         if wanted and trace not in wanted:
             continue
         if rep["rows_in"] != rep["rows_out"] + rep["rows_quarantined"]:
             problems.append(Problem(trace, f"rows_in {rep['rows_in']} != rows_out {rep['rows_out']} + quarantined {rep['rows_quarantined']}"))
         for tname in rep["tables"]:
-            if not (paths.lake / tname / f"trace={trace}" / PART_NAME).exists():
+            if not partition_parts(paths, tname, trace):
                 problems.append(Problem(trace, f"the report lists table {tname} but its Parquet file is missing"))
     return problems, checked

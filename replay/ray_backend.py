@@ -14,48 +14,10 @@ once. Only a Ray started (or connected) here is shut down (disconnected) here.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from typing import Any
 
-INSTALL_HINT = "the Ray backend needs Ray: pip install 'tracelab[ray]'"
-"""What to do when ``import ray`` fails."""
-
-
-class RayNotInstalledError(ImportError):
-    """``backend="ray"`` without Ray installed; the message says how to install it."""
-
-MAX_RETRIES = 3
-"""Times Ray re-runs a task whose worker died (system failures only; exceptions are not retried)."""
-_LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0" at import: Ray binds a local node to 127.0.0.1
-
-
-def import_ray(address: str | None = None) -> Any:
-    """``import ray``, or a :class:`RayNotInstalledError` naming the extra to install.
-
-    For a local Ray (``address`` None) or a cluster on loopback (``127.0.0.1:port``, ``localhost:port``),
-    Ray, if not imported yet, is imported so that it stays on 127.0.0.1 (by default Ray swaps a loopback
-    address for the host's; it reads that switch once, at import, and the environment is restored
-    afterwards). For any other address Ray is imported as it is.
-    """
-    import sys
-
-    loopback = address is None or address.rsplit(":", 1)[0] in ("127.0.0.1", "localhost")
-    if loopback and "ray" not in sys.modules and _LOOPBACK_ENV not in os.environ:
-        os.environ[_LOOPBACK_ENV] = "0"
-        try:
-            return _import_ray()
-        finally:
-            os.environ.pop(_LOOPBACK_ENV, None)
-    return _import_ray()
-
-
-def _import_ray() -> Any:
-    try:
-        import ray
-    except ImportError as exc:
-        raise RayNotInstalledError(INSTALL_HINT) from exc
-    return ray
+from ingest.ray_support import INSTALL_HINT, MAX_RETRIES, RayNotInstalledError, import_ray  # noqa: F401 - re-exported
 
 
 def run_tasks(fn: Callable[..., Any], tasks: dict[int, tuple], done: Callable[[int, Any], None], *,

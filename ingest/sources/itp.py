@@ -8,8 +8,13 @@ rebased separately, so cross-cluster arrival times stay comparable.
 
 Upstream has no start/end, status, user or VC: ``start_s``/``end_s`` are null, ``duration_s`` is the
 upstream run time, ``status`` is ``unknown`` and ``raw_status`` null. Job ids are UUIDs; a duplicate
-id anywhere in the trace (any cluster) is rejected, the first occurrence wins. The files end
-without a newline; the line reader keeps the last row.
+id anywhere in the trace (any cluster) is rejected, the first occurrence wins (clusters in order,
+then lines). The files end without a newline; the line reader keeps the last row.
+
+Each cluster file is its own table plan, so the trace lands as one Parquet part per cluster and every
+part can be produced on its own (``ingest run --backend ray``): the plan of cluster *k* rejects ids
+repeated within its file and ids already taken by a good row of clusters 1..k-1 (it scans those
+files' ids; the files are small).
 """
 
 from __future__ import annotations
@@ -80,11 +85,35 @@ def parse_cluster(inp: ResolvedInput, cluster: str) -> pl.LazyFrame:
     )
 
 
-def jobs_plan(found: list[tuple[ResolvedInput, str]]) -> TablePlan:
-    """One jobs plan over every cluster file found, so duplicate job ids are caught across clusters."""
+def jobs_plans(found: list[tuple[ResolvedInput, str]]) -> list[TablePlan]:
+    """One jobs plan per cluster file found, in order; duplicate job ids are caught across clusters.
+
+    A row of cluster *k* is a duplicate if an earlier line of its file, or a good row of an earlier
+    cluster, has its id (rows rejected for other reasons claim no id): exactly what one
+    :func:`~ingest.checks.reject_duplicates` over the concatenation of all files would reject.
+    """
     frames = [parse_cluster(inp, cluster) for inp, cluster in found]
-    lf = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
-    return TablePlan(JOBS, TRACE, reject_duplicates(lf, ["job_id"], "job_id"))
+    plans = []
+    for k, lf in enumerate(frames):
+        lf = reject_duplicates(lf, ["job_id"], "job_id")
+        if k:
+            claimed = (
+                pl.concat([f.filter(pl.col(REASON).is_null()).select("job_id") for f in frames[:k]], how="vertical")
+                .unique()
+                .with_columns(pl.lit(True).alias("_claimed"))
+            )
+            lf = (
+                lf.join(claimed, on="job_id", how="left", maintain_order="left")
+                .with_columns(
+                    pl.when(pl.col(REASON).is_null() & pl.col("_claimed").fill_null(False))
+                    .then(pl.format("duplicate job_id '{}'", pl.col("job_id")))
+                    .otherwise(pl.col(REASON))
+                    .alias(REASON)
+                )
+                .drop("_claimed")
+            )
+        plans.append(TablePlan(JOBS, TRACE, lf))
+    return plans
 
 
 class MicrosoftITP(Source):
@@ -99,9 +128,9 @@ class MicrosoftITP(Source):
     time_base = TimeBase("UTC", "seconds since collection start (2021-03-04)")
 
     def plan(self, inputs: InputSet) -> list[TablePlan]:
-        """A single jobs plan over the cluster files found."""
+        """One jobs plan per cluster file found (see :func:`jobs_plans`)."""
         found = [(inp, c) for c in CLUSTERS if (inp := inputs.get(f"{c}.csv")) is not None]
-        return [jobs_plan(found)] if found else []
+        return jobs_plans(found)
 
 
 SOURCES = (MicrosoftITP(),)
