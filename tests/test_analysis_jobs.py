@@ -12,6 +12,7 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -36,9 +37,10 @@ def con(data_root):
 
 
 def lake_rows(data_root, trace: str, table: str = "jobs") -> dict[str, list]:
-    """The trace's canonical Parquet, read with pyarrow (no DuckDB, no polars)."""
-    (part,) = (data_root.lake / table / f"trace={trace}").glob("*.parquet")
-    return pq.read_table(part).to_pydict()
+    """The trace's canonical Parquet (every part, in name order), read with pyarrow (no DuckDB, no polars)."""
+    parts = sorted((data_root.lake / table / f"trace={trace}").glob("part-*.parquet"))
+    assert parts, f"no Parquet for {trace}"
+    return pa.concat_tables(pq.read_table(p) for p in parts).to_pydict()
 
 
 def brute_prorated(jobs: list[tuple[float, float, float]], t0: float, bin_s: float = 60.0) -> float:
