@@ -27,7 +27,6 @@ import os
 import shutil
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,21 +34,16 @@ import polars as pl
 
 from ingest import catalog
 from ingest.checks import FAST_REJECTED
-from ingest.errors import CatalogError, InputNotFoundError, QuarantineError, BackendError
+from ingest.errors import BackendError, CatalogError, InputNotFoundError, QuarantineError
 from ingest.inputs import InputSet, resolve_inputs
 from ingest.lake import commit, lake_lock
-from ingest.lines import FILE, LINE, RAW, REASON, explain_column_count, fast_path
+from ingest.lines import RAW, REASON, explain_column_count, fast_path
+from ingest.parts import BACKENDS, Part, Progress, Runner, Written, group_plans, local_runner, min_expr, runner_for
 from ingest.paths import DataPaths, data_paths, traces_dir
-from ingest.schema import QUARANTINE, SCHEMA_VERSION, Table
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
-
-from ingest.writer import ROW_GROUP_ROWS, CanonicalWriter, copy_canonical
+from ingest.schema import QUARANTINE, SCHEMA_VERSION
 from ingest.sources import get_source
 from ingest.sources.base import Source, TablePlan
-
-Progress = Callable[[str], None]
+from ingest.writer import ROW_GROUP_ROWS, copy_canonical
 
 
 @dataclass
@@ -94,127 +88,8 @@ def default_input_path(source: Source, paths: DataPaths) -> Path:
     )
 
 
-def _group(plans: list[TablePlan]) -> dict[tuple[str, str], list[TablePlan]]:
-    groups: dict[tuple[str, str], list[TablePlan]] = defaultdict(list)
-    for plan in plans:
-        groups[(plan.table.name, plan.trace)].append(plan)
-    return dict(sorted(groups.items()))
-
-
-BATCH_ROWS = 1 << 18
-"""Rows per batch handed from Polars to the writer (measured: 256 K beat 128 K, 512 K and 1 M)."""
 HEAD_ROWS = 10_000
 """Rows per input read ahead to guess the trace origin (exact for inputs sorted by time)."""
-
-
-@dataclass
-class _Written:
-    """What writing one (table, trace) produced."""
-
-    rows_in: int | None
-    rows_out: int
-    bad: Path | None
-    files: set[str]
-    min_us: int | None
-    """Minimum of the table's origin column (or of all its time columns), staged microseconds."""
-
-
-def _origin_columns(table: Table) -> list[str]:
-    return [table.origin_column] if table.origin_column else list(table.time_columns)
-
-
-def _min_expr(table: Table) -> pl.Expr:
-    return pl.min_horizontal([pl.col(c).min() for c in _origin_columns(table)]).alias("m")
-
-
-_BAD_SCHEMA = pa.schema([("source_file", pa.string()), ("line", pa.int64()), ("reason", pa.string()), ("raw", pa.string())])
-
-
-class _RowSink:
-    """Receives every row of a table plan once, in input order, and sends it to exactly one place:
-    good rows to the canonical writer, rejected rows to the quarantine staging file. On the way it
-    counts the rows and notes the input files and the minimum time (doing this in one callback, not
-    as extra queries, keeps Polars from parsing the input twice or caching it in memory)."""
-
-    def __init__(self, writer: CanonicalWriter, bad_path: Path | None) -> None:
-        self.writer = writer
-        self.bad_path = bad_path
-        self.rows_in = 0
-        self.rows_bad = 0
-        self.files: set[str] = set()
-        self.min_us: int | None = None
-        self._cols = _origin_columns(writer.table) if writer.table.time_columns else []
-        self._bad: pq.ParquetWriter | None = None
-
-    def __call__(self, df: pl.DataFrame) -> None:
-        tbl = df.to_arrow()
-        self.rows_in += tbl.num_rows
-        self.files.update(pc.unique(tbl.column(FILE)).to_pylist())
-        ok = pc.is_null(tbl.column(REASON))
-        if pc.all(ok).as_py():
-            good = tbl  # the usual case: no copy
-        else:
-            good = tbl.filter(ok)
-            self._reject(tbl.filter(pc.invert(ok)))
-        for col in self._cols:
-            low = pc.min(good.column(col)).as_py()
-            if low is not None and (self.min_us is None or low < self.min_us):
-                self.min_us = low
-        self.writer.add(good)
-
-    def _reject(self, bad: pa.Table) -> None:
-        if self.bad_path is None:
-            raise CatalogError(f"internal error: derived table {self.writer.table.name} has rejected rows")
-        if self._bad is None:
-            self._bad = pq.ParquetWriter(self.bad_path, _BAD_SCHEMA)
-        rows = pa.table([bad.column(FILE), bad.column(LINE), bad.column(REASON), bad.column(RAW)], schema=_BAD_SCHEMA)
-        self._bad.write_table(rows)
-        self.rows_bad += bad.num_rows
-
-    def close(self) -> int:
-        """Close both files; returns the number of good rows written."""
-        if self._bad is not None:
-            self._bad.close()
-        elif self.bad_path is not None:
-            pq.write_table(_BAD_SCHEMA.empty_table(), self.bad_path)
-        return self.writer.close()
-
-
-def _write_group(plans: list[TablePlan], dest: Path, meta: dict[str, str], origin_us: int | None) -> _Written:
-    """Stream one (table, trace) once, through a :class:`_RowSink`."""
-    table = plans[0].table
-    derived = all(p.derived for p in plans)
-    sink = _RowSink(CanonicalWriter(dest, table, meta, origin_us), None if derived else dest.with_suffix(".bad.parquet"))
-    rejected = pl.col(REASON).is_not_null()
-    try:
-        for plan in plans:  # one after the other into the same sink: the order of a concat, less memory
-            rows = plan.frame.select(
-                *table.columns, FILE, LINE, REASON, pl.when(rejected).then(pl.col(RAW)).alias(RAW)  # raw of bad rows only
-            )
-            rows.sink_batches(sink, chunk_size=BATCH_ROWS, engine="streaming")
-    finally:
-        rows_out = sink.close()
-    if rows_out + sink.rows_bad != sink.rows_in:
-        raise CatalogError(f"internal error: {table.name}: {sink.rows_in} rows in, {rows_out} written + {sink.rows_bad} rejected")
-    return _Written(
-        rows_in=None if derived else sink.rows_in,
-        rows_out=rows_out,
-        bad=sink.bad_path,
-        files=sink.files,
-        min_us=sink.min_us,
-    )
-
-
-BACKENDS = ("local", "ray")
-"""Where ``ingest run`` produces the parts: in this process, or as Ray tasks."""
-
-
-def _runner(backend: str, source: Source, inputs: InputSet, fast: bool, say: Progress, workers: int | None,
-            address: str | None) -> Runner | None:
-    """The part runner of ``backend`` (None: the local default, built from the plans at hand)."""
-    if backend == "ray":
-        return _ray_runner(source, inputs, fast, say, workers=workers, address=address)
-    return None
 
 
 def _guess_origin(groups: dict[str, list[TablePlan]]) -> int | None:
@@ -223,7 +98,7 @@ def _guess_origin(groups: dict[str, list[TablePlan]]) -> int | None:
     values = []
     for plans in groups.values():
         for plan in plans:
-            got = plan.frame.head(HEAD_ROWS).filter(pl.col(REASON).is_null()).select(_min_expr(plan.table)).collect()
+            got = plan.frame.head(HEAD_ROWS).filter(pl.col(REASON).is_null()).select(min_expr(plan.table)).collect()
             values.append(got["m"][0])
     values = [int(v) for v in values if v is not None]
     return min(values) if values else None
@@ -278,13 +153,13 @@ def run_source(
             raise InputNotFoundError(f"{input_path}: no table could be built from the inputs found")
         result = RunResult(source.name, input_path, missing_inputs=list(inputs.missing))
         staged = _stage_all(source, plans, inputs, work / "fast", say, result,
-                            _runner(backend, source, inputs, True, say, workers, ray_address))
+                            runner_for(backend, source, inputs, True, say, workers, ray_address))
         if attempt.used and any(FAST_REJECTED in r["quarantine_by_reason"] for r in result.reports.values()):
             # A fast parser failed on rows the general one may read: redo everything on the robust path.
             say("some rows need the general parsers: re-reading")
             result = RunResult(source.name, input_path, missing_inputs=list(inputs.missing))
             staged = _stage_all(source, source.plan(inputs), inputs, work / "robust", say, result,
-                                _runner(backend, source, inputs, False, say, workers, ray_address))
+                                runner_for(backend, source, inputs, False, say, workers, ray_address))
         if strict and result.rows_quarantined:
             reasons = {r: n for rep in result.reports.values() for r, n in rep["quarantine_by_reason"].items()}
             raise QuarantineError(
@@ -298,69 +173,6 @@ def run_source(
         return result
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-
-@dataclass(frozen=True)
-class _Part:
-    """One part to produce: plan ``k`` of the (table, trace) group, written to ``dest``."""
-
-    table: str
-    trace: str
-    k: int
-    dest: Path
-    meta: dict[str, str]
-    origin_us: int | None
-
-
-Runner = Callable[[list[_Part]], list[_Written]]
-"""Produces parts (in any order, anywhere) and returns what each wrote, in the order given."""
-
-
-def _local_runner(plans: dict[tuple[str, str], list[TablePlan]], say: Progress) -> Runner:
-    """Produce parts one after the other in this process, from the plans already built."""
-
-    def run(parts: list[_Part]) -> list[_Written]:
-        out = []
-        for part in parts:
-            group = plans[(part.table, part.trace)]
-            say(f"reading {part.table} for {part.trace}" + (f" ({part.k + 1}/{len(group)})" if len(group) > 1 else ""))
-            out.append(_write_group([group[part.k]], part.dest, part.meta, part.origin_us))
-        return out
-
-    return run
-
-
-def produce_part(source_name: str, inputs: InputSet, fast: bool, part: _Part) -> _Written:
-    """Produce one part from scratch (a Ray task): plan the source again, write plan ``part.k`` of its group.
-
-    Plans are pure and deterministic, so the plan rebuilt here is the one the driver built; the part's
-    bytes depend only on its rows, origin and metadata, so they equal the local backend's.
-    """
-    source = get_source(source_name)
-    if fast:
-        with fast_path():
-            plans = source.plan(inputs)
-    else:
-        plans = source.plan(inputs)
-    group = _group(plans)[(part.table, part.trace)]
-    return _write_group([group[part.k]], part.dest, part.meta, part.origin_us)
-
-
-def _ray_runner(source: Source, inputs: InputSet, fast: bool, say: Progress, *, workers: int | None,
-                address: str | None) -> Runner:
-    """Produce every part as a Ray task (:func:`produce_part`), all submitted at once.
-
-    Workers write their part (and its quarantine file) straight into the staging folder, so they need
-    to see the driver's data root: on one machine always; on a multi-node cluster, put the data root on
-    a shared file system.
-    """
-    from ingest.ray_support import map_tasks
-
-    def run(parts: list[_Part]) -> list[_Written]:
-        say(f"producing {len(parts)} part(s) on Ray")
-        return map_tasks(produce_part, [(source.name, inputs, fast, p) for p in parts], workers=workers, address=address)
-
-    return run
 
 
 def _meta(source: Source, trace: str, origin_us: int | None) -> dict[str, str]:
@@ -385,8 +197,8 @@ def _stage_all(
     with the exact origin, for a trace whose guess was wrong), then the other tables' parts.
     """
     work.mkdir(parents=True, exist_ok=True)
-    groups = _group(plans)
-    run = runner or _local_runner(groups, say)
+    groups = group_plans(plans)
+    run = runner or local_runner(groups, say)
     by_trace: dict[str, dict[str, list[TablePlan]]] = defaultdict(dict)
     for (tname, trace), group in groups.items():
         by_trace[trace][tname] = group
@@ -398,15 +210,15 @@ def _stage_all(
         origin_tables[trace] = set(chosen)
         origins[trace] = _guess_origin(chosen)
 
-    def parts_of(trace: str, tables: list[str]) -> list[_Part]:
+    def parts_of(trace: str, tables: list[str]) -> list[Part]:
         return [
-            _Part(tname, trace, k, work / f"{tname}__{trace}__{k}.parquet", _meta(source, trace, origins[trace]), origins[trace])
+            Part(tname, trace, k, work / f"{tname}__{trace}__{k}.parquet", _meta(source, trace, origins[trace]), origins[trace])
             for tname in sorted(tables) for k in range(len(by_trace[trace][tname]))
         ]
 
-    written: dict[tuple[str, str, int], _Written] = {}
+    written: dict[tuple[str, str, int], Written] = {}
 
-    def produce(parts: list[_Part]) -> None:
+    def produce(parts: list[Part]) -> None:
         for part, w in zip(parts, run(parts), strict=True):
             written[(part.table, part.trace, part.k)] = w
 
@@ -430,7 +242,7 @@ def _stage_all(
 
 
 def _finish_trace(
-    source: Source, trace: str, groups: dict[str, list[TablePlan]], written: dict[tuple[str, str, int], _Written],
+    source: Source, trace: str, groups: dict[str, list[TablePlan]], written: dict[tuple[str, str, int], Written],
     inputs: InputSet, work: Path, origin: int | None, result: RunResult,
 ) -> dict[tuple[str, str], list[Path]]:
     """Assemble one trace from its produced parts: the quarantine file, row counts and the report."""

@@ -19,11 +19,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
-import ingest.pipeline as pipeline
+import ingest.parts as parts
 from ingest.errors import BackendError, FormatError
 from ingest.lake import part_name
 from ingest.paths import data_paths
-from ingest.pipeline import produce_part as _real_produce_part
+from ingest.parts import produce_part as _real_produce_part
 from ingest.pipeline import run_source
 from ingest.ray_support import RayNotInstalledError, import_ray
 from ingest.validate import validate_lake
@@ -171,7 +171,7 @@ def test_ray_backend_gives_the_same_bytes(ray_cluster, itp_folder: Path, local_r
 
 
 def _fail_in_part(source_name, inputs, fast, part):
-    """:func:`ingest.pipeline.produce_part`, except that part FAILING_PART writes its file, then fails
+    """:func:`ingest.parts.produce_part`, except that part FAILING_PART writes its file, then fails
     (shipped to the Ray workers by value; ``_real_produce_part`` resolves to their own copy)."""
     written = _real_produce_part(source_name, inputs, fast, part)
     if part.k == FAILING_PART:
@@ -197,9 +197,9 @@ def test_a_failing_part_leaves_the_lake_untouched(backend: str, request, itp_fol
         run_source("microsoft_itp", bad, data_root=root, verify=False, backend=backend)
     # 2. one part fails while it is produced (in a Ray task for the Ray backend), after others succeeded
     if backend == "ray":
-        monkeypatch.setattr(pipeline, "produce_part", _fail_in_part)
+        monkeypatch.setattr(parts, "produce_part", _fail_in_part)
     else:
-        real = pipeline._write_group
+        real = parts._write_group
 
         def failing(plans, dest, meta, origin_us):
             written = real(plans, dest, meta, origin_us)
@@ -207,7 +207,7 @@ def test_a_failing_part_leaves_the_lake_untouched(backend: str, request, itp_fol
                 raise FormatError(f"injected failure in part {FAILING_PART}")
             return written
 
-        monkeypatch.setattr(pipeline, "_write_group", failing)
+        monkeypatch.setattr(parts, "_write_group", failing)
     # a changed input, so that a commit would change the lake
     changed = tmp_path / "changed"
     shutil.copytree(itp_folder, changed)
