@@ -51,16 +51,18 @@ def _import_ray() -> Any:
     return ray
 
 
-def map_tasks(fn: Callable[..., Any], tasks: list[tuple], *, workers: int | None = None,
-              address: str | None = None) -> list[Any]:
-    """``[fn(*args) for args in tasks]``, each call a Ray task; results in task order.
+def stream_tasks(fn: Callable[..., Any], tasks: dict[int, tuple], done: Callable[[int, Any], None], *,
+                 workers: int | None = None, address: str | None = None) -> None:
+    """Run ``fn(*tasks[i])`` for every ``i`` as Ray tasks and call ``done(i, result)`` as each finishes.
 
     Connects to ``address`` (a cluster, e.g. ``"auto"``), or reuses the Ray this process is already
     connected to, or else starts a local Ray on loopback with ``workers`` CPUs (default: all cores).
-    Only a Ray started (or connected) here is shut down here. A task whose worker died is retried
-    (:data:`MAX_RETRIES`); an exception raised by ``fn`` is not retried: the remaining tasks are
-    cancelled and the original exception is raised here (not Ray's wrapper), so callers see the same
-    errors as when ``fn`` runs in-process.
+    Only a Ray started (or connected) here is shut down here. ``fn`` must be importable by the workers
+    (a module-level function of an installed package) or picklable by value. Arguments that are the
+    same object across tasks (a sweep's shared workload) go to the object store once. A task whose
+    worker died is retried (:data:`MAX_RETRIES`); an exception raised by ``fn`` is not retried: the
+    unfinished tasks are cancelled and the original exception is raised here (not Ray's wrapper), so
+    callers see the same errors as when ``fn`` runs in-process. Ctrl-C cancels them too.
     """
     ray = import_ray(address)
     started = not ray.is_initialized()
@@ -72,22 +74,49 @@ def map_tasks(fn: Callable[..., Any], tasks: list[tuple], *, workers: int | None
             ray.init(address="local", num_cpus=workers, include_dashboard=False, **quiet)
     try:
         remote = ray.remote(num_cpus=1, max_retries=MAX_RETRIES, retry_exceptions=False)(fn)
-        refs = [remote.remote(*args) for args in tasks]
-        results: dict[Any, Any] = {}
-        pending = list(refs)
+        stored: dict[int, Any] = {}  # id(argument) -> its object ref, for arguments shared between tasks
+        shared = _shared_ids(tasks)
+
+        def ref(arg: Any) -> Any:
+            if id(arg) not in shared:
+                return arg
+            if id(arg) not in stored:
+                stored[id(arg)] = ray.put(arg)
+            return stored[id(arg)]
+
+        pending = {remote.remote(*(ref(a) for a in args)): i for i, args in tasks.items()}
         try:
             while pending:
-                ready, pending = ray.wait(pending, num_returns=1)
+                ready, _ = ray.wait(list(pending), num_returns=1)
                 for obj in ready:
-                    results[obj] = _get(ray, obj)
+                    done(pending.pop(obj), _get(ray, obj))
         except BaseException:
             for obj in pending:
                 ray.cancel(obj)
             raise
-        return [results[r] for r in refs]
     finally:
         if started:
             ray.shutdown()
+
+
+def map_tasks(fn: Callable[..., Any], tasks: list[tuple], *, workers: int | None = None,
+              address: str | None = None) -> list[Any]:
+    """``[fn(*args) for args in tasks]``, each call a Ray task (see :func:`stream_tasks`); results in task order."""
+    results: dict[int, Any] = {}
+    stream_tasks(fn, dict(enumerate(tasks)), results.__setitem__, workers=workers, address=address)
+    return [results[i] for i in range(len(tasks))]
+
+
+def _shared_ids(tasks: dict[int, tuple]) -> set[int]:
+    """Ids of the argument objects passed to more than one task (large ones, worth storing once)."""
+    seen: set[int] = set()
+    shared: set[int] = set()
+    for args in tasks.values():
+        for a in args:
+            if isinstance(a, (str, int, float, bool, type(None))) or hasattr(a, "__fspath__"):
+                continue
+            (shared if id(a) in seen else seen).add(id(a))
+    return shared
 
 
 def _get(ray: Any, obj: Any) -> Any:

@@ -289,7 +289,7 @@ def sweep_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
 ) -> None:
     """Run policies x rates x configs (a local process pool or Ray tasks) and write data/results/sweeps/<sweep id>.parquet."""
-    from replay.ray_backend import RayNotInstalledError
+    from ingest.ray_support import RayNotInstalledError
     from replay.sinks import results_root
     from replay.sweep import expand_grid, sweep, sweep_id
 

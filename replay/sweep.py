@@ -3,7 +3,7 @@
 - :func:`expand_grid` turns a base :class:`~replay.harness.ServeConfig` and axes (``policy=[...]``,
   ``rate_scale=[...]``, ``num_replicas=[...]`` ...) into the list of configs, in a fixed order.
 - :func:`sweep` runs a config list (one run folder each, as :func:`~replay.harness.run_serve` writes it),
-  in a local process pool or as Ray tasks (``backend="ray"``, :mod:`replay.ray_backend`), and returns
+  in a local process pool or as Ray tasks (``backend="ray"``, :mod:`ingest.ray_support`), and returns
   one row per config, in config order whatever order the runs finish in; the table goes to
   ``data/results/sweeps/<sweep id>.parquet`` and ``.json``, the sweep id being a hash of the config list.
 - :func:`capacity_search` finds the highest rate scale whose SLO attainment still meets a target: the
@@ -113,7 +113,7 @@ def default_workers(num_runs: int) -> int:
 
 
 BACKENDS = ("local", "ray")
-"""Where a sweep's runs execute: a local process pool, or Ray tasks (see :mod:`replay.ray_backend`)."""
+"""Where a sweep's runs execute: a local process pool, or Ray tasks (see :mod:`ingest.ray_support`)."""
 
 
 def sweep(configs: Sequence[ServeConfig], *, workers: int | None = None, data_root: str | Path | None = None,
@@ -124,14 +124,16 @@ def sweep(configs: Sequence[ServeConfig], *, workers: int | None = None, data_ro
 
     ``backend="local"`` (default): ``workers`` processes (default: :func:`default_workers`) run the
     configs in a spawn-context process pool; ``workers=1`` runs them one after another in this process.
-    ``backend="ray"``: each run is a Ray task (:func:`replay.ray_backend.run_tasks`) on the cluster at
+    ``backend="ray"``: each run is a Ray task (:func:`ingest.ray_support.stream_tasks`) on the cluster at
     ``ray_address`` (``"auto"``: the one this machine belongs to), or on the Ray this process is already
     connected to, or else on a local Ray started for this sweep with ``workers`` CPUs and shut down
-    after it; a task whose worker dies is retried. The rows, and the table's bytes, do not depend on
-    the backend. ``run_one`` replaces the function that runs one config (``(config, unit workload,
-    data root) -> (run id, summary, offered rate)``; default :func:`_run_one`), e.g. to inject faults
-    in tests; it must be a module-level (picklable) function. Configs with the same run id run once. ``on_result(index, row)`` is called as each config's run completes (in completion
-    order). A row holds ``run_id``, :data:`PARAM_COLUMNS` and :data:`FIGURE_COLUMNS`. Unless
+    after it. A task whose worker dies is retried (a run that raises is not); outcomes are keyed by
+    config index, so each counts once, and run folders are named by run id and written atomically, so
+    a retry rewrites the same bytes: the rows, and the table's bytes, do not depend on the backend.
+    ``run_one`` replaces the function that runs one config (``(config, unit workload, data root) ->
+    (run id, summary, offered rate)``; default :func:`_run_one`), e.g. to inject faults in tests; it
+    must be a module-level (picklable) function. Configs with the same run id run once.
+    ``on_result(index, row)`` is called as each config's run completes (in completion order). A row holds ``run_id``, :data:`PARAM_COLUMNS` and :data:`FIGURE_COLUMNS`. Unless
     ``write_table`` is False the rows also go to ``<results>/sweeps/<sweep id>.parquet`` (schema
     :data:`SWEEP_SCHEMA`) and ``.json`` (sweep id, configs, rows), each written atomically.
     A failing run cancels the runs not yet started and its exception propagates.
@@ -145,7 +147,7 @@ def sweep(configs: Sequence[ServeConfig], *, workers: int | None = None, data_ro
         raise ValueError("ray_address is for backend='ray'")
     run_one = _run_one if run_one is None else run_one
     if backend == "ray":
-        from replay.ray_backend import import_ray
+        from ingest.ray_support import import_ray
 
         import_ray(ray_address)  # a missing Ray fails here, before any workload is read
     root = data_paths(data_root).root  # resolved here, once: $TRACELAB_DATA / ./data mean the same in every worker
@@ -166,7 +168,7 @@ def sweep(configs: Sequence[ServeConfig], *, workers: int | None = None, data_ro
                     on_result(j, rows[j])
 
     if backend == "ray":
-        from replay.ray_backend import run_tasks
+        from ingest.ray_support import stream_tasks as run_tasks
 
         run_tasks(run_one, tasks, done, workers=workers, address=ray_address)
     elif workers == 1 or len(tasks) == 1:

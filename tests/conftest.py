@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 # One OpenMP thread for scikit-learn's boosted trees in every test process (set before any import loads
@@ -73,3 +76,26 @@ def one_openmp_thread():
 
     with threadpool_limits(1):
         yield
+
+
+@contextmanager
+def local_ray(module) -> Iterator[dict]:
+    """A local Ray with 2 worker CPUs on 127.0.0.1, this process its driver, for a module-scoped fixture;
+    ``module`` is pickled by value (the workers cannot import test modules). Skips without Ray, or when
+    this process is already connected to one."""
+    from ingest.ray_support import RayNotInstalledError, import_ray
+
+    try:
+        ray = import_ray()
+    except RayNotInstalledError:
+        pytest.skip("ray is not installed: pip install 'tracelab[ray]'")
+    if ray.is_initialized():
+        pytest.skip("a Ray is already connected in this process")
+    info = ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
+                    log_to_driver=False)
+    ray.cloudpickle.register_pickle_by_value(module)
+    try:
+        yield info.address_info
+    finally:
+        ray.cloudpickle.unregister_pickle_by_value(module)
+        ray.shutdown()

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import logging
 import shutil
 import sys
 from pathlib import Path
 
 import duckdb
 import pytest
+from conftest import local_ray
 
 import ingest.parts as parts
 from ingest.errors import BackendError, FormatError
@@ -25,7 +25,6 @@ from ingest.lake import part_name
 from ingest.paths import data_paths
 from ingest.parts import produce_part as _real_produce_part
 from ingest.pipeline import run_source
-from ingest.ray_support import RayNotInstalledError, import_ray
 from ingest.validate import validate_lake
 
 CLUSTERS = [f"cluster{i:02d}" for i in range(1, 11)]
@@ -89,20 +88,9 @@ def local_root(itp_folder: Path, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    """A local Ray with 2 worker CPUs on 127.0.0.1, this process its driver; shut down after the module."""
-    try:
-        ray = import_ray()
-    except RayNotInstalledError:
-        pytest.skip("ray is not installed: pip install 'tracelab[ray]'")
-    if ray.is_initialized():
-        pytest.skip("a Ray is already connected in this process")
-    info = ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
-                    log_to_driver=False)
-    module = sys.modules[__name__]
-    ray.cloudpickle.register_pickle_by_value(module)  # the injected failure below runs in the workers
-    yield info.address_info
-    ray.cloudpickle.unregister_pickle_by_value(module)
-    ray.shutdown()
+    """A local 2-CPU Ray on loopback for this module (conftest's :func:`local_ray`)."""
+    with local_ray(sys.modules[__name__]) as info:
+        yield info
 
 
 def test_part_names_sort_in_part_order() -> None:

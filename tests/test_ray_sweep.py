@@ -8,16 +8,16 @@ is one clear error. Skipped (except the missing-Ray error) when ray is not insta
 
 from __future__ import annotations
 
-import logging
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import local_ray
 
 from replay.harness import ServeConfig
-from replay.ray_backend import RayNotInstalledError, import_ray
+from ingest.ray_support import RayNotInstalledError
 from replay.sources import WorkloadSpec
 from replay.sweep import _run_one, expand_grid, sweep, sweep_id
 from tests.cli_helpers import flat, replay
@@ -52,20 +52,9 @@ def _fails(config: ServeConfig, unit_workload, data_root: Path):
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    """A local Ray cluster with 2 worker CPUs on 127.0.0.1, this process its driver; shut down after the module."""
-    try:
-        ray = import_ray()
-    except RayNotInstalledError:
-        pytest.skip("ray is not installed: pip install 'tracelab[ray]'")
-    if ray.is_initialized():
-        pytest.skip("a Ray is already connected in this process")
-    info = ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
-                    log_to_driver=False)
-    module = sys.modules[__name__]
-    ray.cloudpickle.register_pickle_by_value(module)  # the workers cannot import this test module
-    yield info.address_info
-    ray.cloudpickle.unregister_pickle_by_value(module)
-    ray.shutdown()
+    """A local 2-CPU Ray on loopback for this module (conftest's :func:`local_ray`)."""
+    with local_ray(sys.modules[__name__]) as info:
+        yield info
 
 
 def _table(root: Path, configs: list[ServeConfig]) -> Path:
