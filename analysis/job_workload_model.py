@@ -66,7 +66,7 @@ import polars as pl
 import pyarrow as pa
 from analysis.arrival_families import FAMILIES, draw_unit_gaps, fit_unit_gaps
 from analysis.catalog import rows, trace_filter
-from analysis.workload_model import cumulative_intensity, inverse_intensity
+from analysis.workload_model import check_generate_args, cumulative_intensity, inverse_intensity
 from ingest.schema import JOB_STATUSES, JOBS
 
 FORMAT = "tracelab.job_workload_model"
@@ -277,12 +277,7 @@ class JobWorkloadModel:
         is submitted at 0; ``start_s``/``end_s`` are null and the run time is ``duration_s``, as in ITP.
         """
         self._check_fitted()
-        if num_jobs is not None and duration_s is not None:
-            raise ValueError("give num_jobs or duration_s, not both")
-        if not (math.isfinite(rate_scale) and rate_scale > 0):
-            raise ValueError(f"rate_scale must be finite and > 0, got {rate_scale}")
-        if seed < 0:
-            raise ValueError(f"seed must be >= 0, got {seed}")
+        check_generate_args("num_jobs", num_jobs, duration_s, rate_scale, seed)
         arrival_rng, size_rng, duration_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
         counts, widths = self.window_counts_, self.window_widths_s_
         if num_jobs is None and duration_s is None:

@@ -108,6 +108,18 @@ def _edges(counts: np.ndarray, widths_s: np.ndarray, rate_scale: float) -> tuple
     return starts, cum
 
 
+def check_generate_args(count_name: str, count: int | None, duration_s: float | None, rate_scale: float,
+                        seed: int) -> None:
+    """ValueError unless a workload model's ``generate`` got a count or a duration (not both), a finite
+    positive rate scale and a non-negative seed."""
+    if count is not None and duration_s is not None:
+        raise ValueError(f"give {count_name} or duration_s, not both")
+    if not (math.isfinite(rate_scale) and rate_scale > 0):
+        raise ValueError(f"rate_scale must be finite and > 0, got {rate_scale}")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+
+
 def cumulative_intensity(t: np.ndarray, counts: np.ndarray, widths_s: np.ndarray, rate_scale: float = 1.0) -> np.ndarray:
     """``Lambda(t)`` of the piecewise-constant rate ``counts / widths_s`` (x ``rate_scale``), repeating
     past the span ``sum(widths_s)``: the expected number of arrivals in ``[0, t)``."""
@@ -234,12 +246,7 @@ class RequestWorkloadModel:
         request arrives at 0.
         """
         self._check_fitted()
-        if num_requests is not None and duration_s is not None:
-            raise ValueError("give num_requests or duration_s, not both")
-        if not (math.isfinite(rate_scale) and rate_scale > 0):
-            raise ValueError(f"rate_scale must be finite and > 0, got {rate_scale}")
-        if seed < 0:
-            raise ValueError(f"seed must be >= 0, got {seed}")
+        check_generate_args("num_requests", num_requests, duration_s, rate_scale, seed)
         arrival_rng, length_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
         if duration_s is not None:
             if not (math.isfinite(duration_s) and duration_s > 0):
