@@ -66,33 +66,42 @@ class _RowSink:
     """Receives every row of a table plan once, in input order, and sends it to exactly one place:
     good rows to the canonical writer, rejected rows to the quarantine staging file. On the way it
     counts the rows and notes the input files and the minimum time (doing this in one callback, not
-    as extra queries, keeps Polars from parsing the input twice or caching it in memory)."""
+    as extra queries, keeps Polars from parsing the input twice or caching it in memory).
 
-    def __init__(self, writer: CanonicalWriter, bad_path: Path | None) -> None:
+    Only the table's columns of good rows cross over to Arrow, less ``trace``: every plan's trace
+    column holds its group's trace (checked here, batch by batch), and the writer fills it in.
+    Converting the constant string columns was 1.6 of 27 CPU seconds on Azure 2024 (27.3 M rows).
+    """
+
+    def __init__(self, writer: CanonicalWriter, bad_path: Path | None, trace: str) -> None:
         self.writer = writer
         self.bad_path = bad_path
+        self.trace = trace
         self.rows_in = 0
         self.rows_bad = 0
         self.files: set[str] = set()
         self.min_us: int | None = None
         self._cols = _origin_columns(writer.table) if writer.table.time_columns else []
+        self._send = [c for c in writer.table.columns if c != "trace"]
         self._bad: pq.ParquetWriter | None = None
 
     def __call__(self, df: pl.DataFrame) -> None:
-        tbl = df.to_arrow()
-        self.rows_in += tbl.num_rows
-        self.files.update(pc.unique(tbl.column(FILE)).to_pylist())
-        ok = pc.is_null(tbl.column(REASON))
-        if pc.all(ok).as_py():
-            good = tbl  # the usual case: no copy
-        else:
-            good = tbl.filter(ok)
-            self._reject(tbl.filter(pc.invert(ok)))
+        self.rows_in += df.height
+        files = df.get_column(FILE)
+        first = files[0]
+        self.files.update([first] if (files == first).all() else files.unique().to_list())
+        reason = df.get_column(REASON)
+        if reason.null_count() != df.height:
+            ok = reason.is_null()
+            self._reject(df.filter(~ok).select(FILE, LINE, REASON, RAW).to_arrow())
+            df = df.filter(ok)
+        if df.height and not (df.get_column("trace") == self.trace).all():
+            raise CatalogError(f"internal error: a {self.writer.table.name} plan for {self.trace} produced rows of another trace")
         for col in self._cols:
-            low = pc.min(good.column(col)).as_py()
+            low = df.get_column(col).min()
             if low is not None and (self.min_us is None or low < self.min_us):
                 self.min_us = low
-        self.writer.add(good)
+        self.writer.add(df.select(self._send).to_arrow())
 
     def _reject(self, bad: pa.Table) -> None:
         if self.bad_path is None:
@@ -116,7 +125,9 @@ def _write_group(plans: list[TablePlan], dest: Path, meta: dict[str, str], origi
     """Stream one (table, trace) once, through a :class:`_RowSink`."""
     table = plans[0].table
     derived = all(p.derived for p in plans)
-    sink = _RowSink(CanonicalWriter(dest, table, meta, origin_us), None if derived else dest.with_suffix(".bad.parquet"))
+    trace = plans[0].trace
+    sink = _RowSink(CanonicalWriter(dest, table, meta, origin_us, constants={"trace": trace}),
+                    None if derived else dest.with_suffix(".bad.parquet"), trace)
     rejected = pl.col(REASON).is_not_null()
     try:
         for plan in plans:  # one after the other into the same sink: the order of a concat, less memory

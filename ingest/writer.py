@@ -30,6 +30,26 @@ def rebase(tbl: pa.Table, table: Table, origin_us: int | None) -> pa.Table:
     return tbl
 
 
+def column_encodings(schema: pa.Schema) -> tuple[list[str], dict[str, str]]:
+    """(dictionary-encoded columns, explicit encodings of the others) for a canonical schema.
+
+    Strings get a dictionary (traces, users, statuses repeat). Integers get DELTA_BINARY_PACKED and
+    floats BYTE_STREAM_SPLIT: ids, counts and times are not worth a dictionary (it is abandoned after
+    a page anyway), and these encodings leave zstd far less to do. Measured on 27.3 M Azure 2024 rows:
+    request_id 28 MB -> 0.14 MB and 0.85 -> 0.23 CPU s, arrival_s 186 -> 119 MB, prompt_tokens
+    0.95 -> 0.34 CPU s; DuckDB, Polars and pyarrow read both encodings.
+    """
+    dictionary, encodings = [], {}
+    for f in schema:
+        if pa.types.is_string(f.type) or pa.types.is_large_string(f.type):
+            dictionary.append(f.name)
+        elif pa.types.is_integer(f.type):
+            encodings[f.name] = "DELTA_BINARY_PACKED"
+        elif pa.types.is_floating(f.type):
+            encodings[f.name] = "BYTE_STREAM_SPLIT"
+    return dictionary, encodings
+
+
 class CanonicalWriter:
     """Streams Arrow tables of one canonical table into a Parquet file in fixed-size row groups.
 
@@ -37,26 +57,28 @@ class CanonicalWriter:
     reader keeps parsing while a row group is compressed; tables are written in the order added.
     """
 
-    def __init__(self, dest: Path, table: Table, metadata: dict[str, str], origin_us: int | None) -> None:
+    def __init__(self, dest: Path, table: Table, metadata: dict[str, str], origin_us: int | None,
+                 constants: dict[str, str] | None = None) -> None:
         meta = dict(table.schema.metadata or {})
         meta.update({k.encode(): v.encode() for k, v in metadata.items()})
         self.table = table
         self.schema = table.schema.with_metadata(meta)
         self.origin_us = origin_us
+        self.constants = dict(constants or {})
+        """String columns filled with one value here instead of being handed in (the trace)."""
         self.rows = 0
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
-        # Dictionary-encode only the string columns: for ids, times and counts the dictionary is
-        # abandoned anyway, and trying costs ~20% of the write (measured on Azure 2024).
-        dict_cols = [f.name for f in table.schema if pa.types.is_string(f.type)]
-        self._writer = pq.ParquetWriter(dest, self.schema, compression="zstd", use_dictionary=dict_cols, write_statistics=True)
+        dict_cols, encodings = column_encodings(table.schema)
+        self._writer = pq.ParquetWriter(dest, self.schema, compression="zstd", use_dictionary=dict_cols,
+                                        column_encoding=encodings, write_statistics=True)
         self._queue: queue.Queue[pa.Table | None] = queue.Queue(maxsize=2)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=f"write-{table.name}", daemon=True)
         self._thread.start()
 
     def add(self, tbl: pa.Table) -> None:
-        """Queue rows holding the table's columns, times as staged epoch microseconds."""
+        """Queue rows holding the table's columns (less the constant ones), times as staged epoch microseconds."""
         if self._error is not None:
             raise self._error
         if tbl.num_rows:
@@ -71,6 +93,8 @@ class CanonicalWriter:
                     self._error = exc
 
     def _write(self, tbl: pa.Table) -> None:
+        for name, value in self.constants.items():
+            tbl = tbl.append_column(name, pa.repeat(pa.scalar(value, pa.string()), tbl.num_rows))
         self._pending.append(rebase(tbl.select(self.table.columns), self.table, self.origin_us).cast(self.schema))
         self._pending_rows += tbl.num_rows
         while self._pending_rows >= ROW_GROUP_ROWS:
