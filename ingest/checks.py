@@ -8,11 +8,11 @@ seconds since the trace origin once the origin is known.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import polars as pl
 
-from ingest.lines import REASON, in_fast_path
+from ingest.lines import LINE, REASON, in_fast_path
 
 FAST_REJECTED = "not read by a fast parser"
 """Reason given on the fast path where a fast parser fails; its presence sends the source to the
@@ -233,3 +233,48 @@ def reject_duplicates(lf: pl.LazyFrame, keys: Sequence[str], what: str) -> pl.La
 def reject_order(lf: pl.LazyFrame, first: str, second: str, what: str) -> pl.LazyFrame:
     """Reject rows where both times exist and ``second`` is before ``first`` (e.g. end before start)."""
     return reject_if(lf, (pl.col(second) < pl.col(first), what))
+
+
+def reject_duplicates_prepass(
+    base: pl.LazyFrame,
+    checked: Callable[[pl.LazyFrame], pl.LazyFrame],
+    keys: Mapping[str, pl.Expr],
+    what: str,
+) -> pl.LazyFrame:
+    """``reject_duplicates(checked(base), keys, what)``, decided before the main pass so that it streams.
+
+    :func:`reject_duplicates` is a whole-table operation: with it, Polars runs the entire plan of a
+    big file in memory on one thread (Helios, 3.4 M rows: 14.5 CPU s in 14.4 s). Here, at plan time:
+
+    1. one pass over ``base`` (fields split, nothing parsed) finds the key hashes that occur more than
+       once among rows with a full key: a superset of the keys repeated among good rows;
+    2. one pass parses and checks only the rows holding such a key (the filter sits below the checks,
+       so the other rows are never parsed) and decides, with the same rule, which good rows lose.
+
+    The main plan then rejects those lines through a join on the line number, streaming. ``keys``
+    maps each key column of ``checked``'s output to the expression computing it from ``base``'s columns (the same
+    value). Reasons and rows are exactly :func:`reject_duplicates`' (tests compare the two).
+    """
+    names = list(keys)
+    full = pl.all_horizontal([e.is_not_null() for e in keys.values()])
+    hashed = pl.struct([e.alias(k) for k, e in keys.items()]).hash(0)  # a collision only adds candidates
+    repeated = (
+        base.filter(full).select(hashed.alias("_h")).group_by("_h").agg(pl.len().alias("_n"))
+        .filter(pl.col("_n") > 1).collect(engine="streaming")["_h"]
+    )
+    lf = checked(base)
+    if repeated.is_empty():
+        return lf
+    candidates = (
+        checked(base.filter(hashed.is_in(repeated.implode())))
+        .select(*names, LINE, REASON).collect(engine="streaming").sort(LINE)
+    )
+    decided = reject_duplicates(candidates.lazy(), names, what).collect()
+    losers = decided.filter(candidates.get_column(REASON).is_null() & decided.get_column(REASON).is_not_null())
+    if losers.is_empty():
+        return lf
+    # A join, not replace_strict: Polars streams the join, but runs a replace_strict plan in memory.
+    lost = losers.select(LINE, pl.col(REASON).alias("_dup")).lazy()
+    return lf.join(lost, on=LINE, how="left", maintain_order="left").with_columns(
+        pl.coalesce(REASON, "_dup").alias(REASON)
+    ).drop("_dup")

@@ -98,7 +98,8 @@ def _guess_origin(groups: dict[str, list[TablePlan]]) -> int | None:
     values = []
     for plans in groups.values():
         for plan in plans:
-            got = plan.frame.head(HEAD_ROWS).filter(pl.col(REASON).is_null()).select(min_expr(plan.table)).collect()
+            frame = plan.frame if plan.origin_hint is None else plan.origin_hint
+            got = frame.head(HEAD_ROWS).filter(pl.col(REASON).is_null()).select(min_expr(plan.table)).collect()
             values.append(got["m"][0])
     values = [int(v) for v in values if v is not None]
     return min(values) if values else None

@@ -7,9 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ingest.checks as C
-from ingest.checks import parse_number, parse_time, reject_duplicates
+from ingest.checks import parse_number, parse_time, reject_duplicates, reject_duplicates_prepass
 from ingest.lines import fast_path
-from ingest.lines import REASON
+from ingest.lines import LINE, REASON
 
 
 def frame(**cols: list) -> pl.LazyFrame:
@@ -73,6 +73,28 @@ def test_duplicates_match_a_plain_python_model(rows: list[tuple[str, bool]]) -> 
             seen.add(k)
             want.append(None)
     assert got == want
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["a", " a", "b ", "", None, "c"]), st.sampled_from(["1", "x", "2", None])),
+                max_size=40))
+def test_prepass_dedup_equals_the_whole_table_one(rows: list[tuple[str | None, str | None]]) -> None:
+    """Keys padded with spaces (stripped by the checks), blank and missing keys, rows that a check
+    rejects (value 'x': unparseable; missing value): the two-pass dedup gives exactly the same rows."""
+    base = pl.LazyFrame(
+        {LINE: list(range(1, len(rows) + 1)), "key_raw": [k for k, _ in rows], "v": [v for _, v in rows],
+         REASON: [None] * len(rows)},
+        schema={LINE: pl.Int64, "key_raw": pl.String, "v": pl.String, REASON: pl.String},
+    )
+
+    def checked(lf: pl.LazyFrame) -> pl.LazyFrame:
+        lf = C.require(lf, "key_raw")
+        lf = parse_number(lf, "v", "value", dtype=pl.Int64)
+        return lf.with_columns(pl.col("key_raw").str.strip_chars().alias("k"))
+
+    want = reject_duplicates(checked(base), ["k"], "id").collect()
+    got = reject_duplicates_prepass(base, checked, {"k": pl.col("key_raw").str.strip_chars()}, "id").collect()
+    assert got.equals(want)
 
 
 STAMPS = st.builds(

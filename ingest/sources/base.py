@@ -47,6 +47,11 @@ class TablePlan:
     """Canonical columns (times as absolute epoch microseconds) plus ``_file``, ``_line``, ``_raw``, ``_reason``."""
     derived: bool = False
     """Rows derived from another plan's rows (Philly attempts): no quarantine and no rows-in count of their own."""
+    origin_hint: pl.LazyFrame | None = None
+    """Where the pipeline guesses the trace origin: the minimum origin time over the first rows (with
+    ``_reason`` null) of this frame. Give it where ``frame`` has whole-table steps (dedup, sort, joins)
+    that would make even its first rows cost a full in-memory pass: the frame before those steps. A
+    wrong guess costs a rewrite, never a wrong result. None: ``frame`` itself."""
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from ingest.checks import is_blank, map_status, parse_number, parse_time, reject_duplicates, reject_if, require
+from ingest.checks import is_blank, map_status, parse_number, parse_time, reject_duplicates_prepass, reject_if, require
 from ingest.errors import FormatError
 from ingest.inputs import InputSet, InputSpec, ResolvedInput
 from ingest.lines import FILE, LINE, RAW, REASON, check_header, first_line, scan_lines, split_fields
@@ -100,8 +100,19 @@ def parse_cluster_log(inp: ResolvedInput, cluster: str) -> pl.LazyFrame:
     Besides the canonical job columns it keeps ``duration_disagrees`` and ``queue_disagrees``
     (booleans: upstream value vs. recomputed from the times; null where the times are missing).
     """
+    return reject_duplicates_prepass(
+        log_fields(inp), lambda lf: _checked_log(lf, cluster), {"job_id": pl.col("job_id").str.strip_chars()}, "job_id"
+    )
+
+
+def log_fields(inp: ResolvedInput) -> pl.LazyFrame:
+    """The lines of one ``cluster_log.csv`` (header checked) split into its upstream fields."""
     check_header(inp.path, inp.display, LOG_COLUMNS)
-    lf = split_fields(scan_lines(inp.path, inp.display, skip_header=True), LOG_COLUMNS)
+    return split_fields(scan_lines(inp.path, inp.display, skip_header=True), LOG_COLUMNS)
+
+
+def _checked_log(lf: pl.LazyFrame, cluster: str) -> pl.LazyFrame:
+    """Every row check but the duplicate one (see :func:`parse_cluster_log`)."""
     lf = require(lf, "job_id")
     lf = _parse_int(lf, "gpu_num", "num_gpus")
     lf = _parse_int(lf, "cpu_num", "num_cpus")
@@ -112,17 +123,17 @@ def parse_cluster_log(inp: ResolvedInput, cluster: str) -> pl.LazyFrame:
     lf = _parse_log_time(lf, "end_time", "end_s", required=False)
     lf = _reject_before(lf, "start_time", "end_time")
     lf = _reject_before(lf, "submit_time", "start_time")
-    lf = lf.with_columns(
+    return lf.with_columns(
         _disagrees("duration", pl.col("end_s") - pl.col("start_s")).alias("duration_disagrees"),
         _disagrees("queue", pl.col("start_s") - pl.col("submit_s")).alias("queue_disagrees"),
         pl.lit(cluster).alias("cluster"),
         pl.col("job_id").str.strip_chars(),
     )
-    return reject_duplicates(lf, ["job_id"], "job_id")
 
 
 def jobs_plan(inp: ResolvedInput, cluster: str) -> TablePlan:
     """Plan one cluster's ``cluster_log.csv`` as rows of the ``jobs`` table."""
+    fields = log_fields(inp)
     lf = parse_cluster_log(inp, cluster).select(
         pl.lit(TRACE).alias("trace"),
         "cluster",
@@ -141,7 +152,7 @@ def jobs_plan(inp: ResolvedInput, cluster: str) -> TablePlan:
         pl.col("state").alias("raw_status"),
         FILE, LINE, RAW, REASON,
     )
-    return TablePlan(JOBS, TRACE, lf)
+    return TablePlan(JOBS, TRACE, lf, origin_hint=_checked_log(fields, cluster))
 
 
 def upstream_disagreements(inp: ResolvedInput, cluster: str) -> dict[str, int]:
