@@ -34,7 +34,8 @@ DEFAULT_STEP_OVERHEAD_S = 300e-6
 """Fixed cost of every step outside the GPU kernels: scheduling, input preparation, kernel launches and
 sampling (a few hundred microseconds per step in vLLM-class servers on a fast host CPU)."""
 
-__all__ = ["DEFAULT_STEP_OVERHEAD_S", "LinearCostModel", "RooflineCostModel", "TableCostModel", "profiles_dir"]
+__all__ = ["DEFAULT_STEP_OVERHEAD_S", "LinearCostModel", "RooflineCostModel", "StepWork", "TableCostModel",
+           "profiles_dir"]
 
 
 class _StepCostModel:
@@ -199,6 +200,47 @@ class RooflineCostModel(_StepCostModel):
         """Per-GPU block bytes over the GPU's PCIe link at `link_efficiency`."""
         block_bytes = kv_block_bytes(self.model, self.block_size, self.tp)
         return num_blocks * block_bytes / (self.gpu.pcie_bandwidth_bytes_per_s * self.link_efficiency)
+
+    def step_work(self, num_tokens, num_seqs, num_decodes, decode_ctx_tokens, prefill_pairs,
+                  prefill_kv_tokens) -> "StepWork":
+        """Per-GPU FLOPs, HBM bytes and roofline times of steps given by aggregates (numpy arrays or scalars).
+
+        The same terms as `_times_s` (body, LM head, prefill attention, decode attention), in aggregate form:
+        `prefill_pairs` = sum over chunks of q * (cached + q/2), `prefill_kv_tokens` = sum of cached + 2q.
+        `kernel_s` = the sum of each term's max(compute, memory), so `step_overhead_s + kernel_s` + all-reduces
+        is `step_time_s` (swaps aside); the power model reads `compute_s` and `memory_s`. Steps with no token
+        do no forward pass: all zero. Kept beside `_times_s`, not called by it (the hot path stays as is).
+        """
+        lin_flop_s, attn_flop_s, hbm_s, linear_params, head_params, pair_flops, kv_tok = self._const
+        dtype = self.model.dtype_bytes
+        t, s, d, ctx, pairs, pkv = (np.asarray(x, dtype=np.float64) for x in
+                                    (num_tokens, num_seqs, num_decodes, decode_ctx_tokens, prefill_pairs,
+                                     prefill_kv_tokens))
+        on = t > 0
+        c_parts = (2.0 * linear_params * t / lin_flop_s, 2.0 * head_params * s / lin_flop_s,
+                   pair_flops * pairs / attn_flop_s, pair_flops * ctx / attn_flop_s)
+        m_parts = (np.where(on, linear_params * dtype / hbm_s, 0.0), np.where(on, head_params * dtype / hbm_s, 0.0),
+                   kv_tok * pkv / hbm_s, kv_tok * (ctx + d) / hbm_s)
+        flops = 2.0 * (linear_params * t + head_params * s) + pair_flops * (pairs + ctx)
+        hbm_bytes = np.where(on, (linear_params + head_params) * dtype, 0.0) + kv_tok * (pkv + ctx + d)
+        return StepWork(flops=flops, hbm_bytes=hbm_bytes, compute_s=sum(c_parts), memory_s=sum(m_parts),
+                        kernel_s=sum(np.maximum(c, m) for c, m in zip(c_parts, m_parts)))
+
+
+@dataclass(frozen=True, slots=True)
+class StepWork:
+    """What `RooflineCostModel.step_work` returns: per-GPU work of each step (arrays, one value per step)."""
+
+    flops: np.ndarray
+    """Floating-point operations per GPU."""
+    hbm_bytes: np.ndarray
+    """Device-memory bytes read or written per GPU (weights once per step, KV read and written)."""
+    compute_s: np.ndarray
+    """Sum of the terms' compute times at the model's derated FLOP/s."""
+    memory_s: np.ndarray
+    """Sum of the terms' memory times at the model's derated HBM bandwidth."""
+    kernel_s: np.ndarray
+    """Sum of the terms' roofline times max(compute, memory) (no overhead, no all-reduce)."""
 
 
 # -- measured tables ------------------------------------------------------------------------------------
