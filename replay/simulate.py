@@ -15,6 +15,7 @@ from collections.abc import Callable
 import numpy as np
 
 from replay.serving.executors.base import Executor
+from replay.serving.plan import StepPlan
 from replay.serving.policies.router import Router
 from replay.serving.request import Request, RequestStatus
 from replay.serving.scheduler import Scheduler
@@ -38,13 +39,18 @@ class Replica:
 
     def step(self, next_arrival_s: float) -> list[Request]:
         """Run one step (or one decode run that stops before `next_arrival_s` matters); returns finished requests."""
-        sched, now = self.scheduler, self.now_s
-        plan = sched.schedule(now)
+        sched = self.scheduler
+        plan = sched.schedule(self.now_s)
         if not plan.chunks:
             raise RuntimeError(
                 f"replica {self.index}: nothing schedulable with {sched.num_waiting} waiting and "
-                f"{len(sched.running)} running requests at t={now:.6f}s (a scheduler bug)"
+                f"{len(sched.running)} running requests at t={self.now_s:.6f}s (a scheduler bug)"
             )
+        return self.run_plan(plan, next_arrival_s)
+
+    def run_plan(self, plan: StepPlan, next_arrival_s: float) -> list[Request]:
+        """Execute `plan` (just built by `scheduler.schedule(now_s)`), log it, advance the clock; see `step`."""
+        sched, now = self.scheduler, self.now_s
         num_waiting, num_preempted = sched.num_waiting, sched.num_preempted_in_step
         if self.fast_decode and sched.can_run_decodes(plan):
             limit = sched.decode_run_limit(plan)

@@ -10,7 +10,8 @@ from enum import IntEnum
 
 
 class RequestStatus(IntEnum):
-    """Ordered lifecycle: a request only moves forward, except RUNNING <-> PREEMPTED."""
+    """Ordered lifecycle: a request only moves forward, except RUNNING <-> PREEMPTED, and RUNNING -> WAITING when
+    it is handed to another instance with its KV (disaggregated decode, migration: see `Scheduler.park`)."""
 
     WAITING = 0
     RUNNING = 1
@@ -31,7 +32,7 @@ class Request:
         "status", "block_table", "block_hashes", "num_cached_hash_blocks", "priority",
         "predicted_output_tokens", "policy_key", "num_preemptions", "swapped_blocks",
         "first_scheduled_s", "first_token_s", "finish_s", "reject_reason", "prefix_hit_tokens",
-        "token_segments", "admit_seq", "replica", "finish_reason",
+        "token_segments", "admit_seq", "replica", "finish_reason", "kv_imported",
     )
 
     def __init__(
@@ -72,12 +73,17 @@ class Request:
         """[first step, last step] index ranges, in the replica's step log, of steps that produced a token.
 
         The scheduler extends the last range when a token comes from the step right after it, and opens a new
-        range otherwise (after a preemption, or a prefill-only step that left the decode out)."""
+        range otherwise (after a preemption, or a prefill-only step that left the decode out). A request handed
+        to another instance (`Scheduler.park`) must have its ranges moved aside by the caller first: they index
+        the old instance's log."""
         self.admit_seq = 0
         """Order of (re)admission into the running set; victim policies use it."""
         self.replica = 0
         self.finish_reason: str | None = None
         """'stop' (reached its true length) or 'length' (hit max_model_len)."""
+        self.kv_imported = False
+        """True while queued with the KV of its num_computed_tokens on another instance (`Scheduler.add_imported`):
+        admission copies it in instead of recomputing it."""
 
     @property
     def num_tokens(self) -> int:

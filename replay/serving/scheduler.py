@@ -7,6 +7,13 @@ at once; tests compare that fast path with plain stepping, metric for metric.
 
 Without chunked prefill (vLLM v0 style) a step is either prefill-only (whole prompts) or decode-only,
 and prefills go first.
+
+Hand-offs between instances (replay.fleet: disaggregated prefill/decode, live migration) use four small
+entry points: `park` (a running request stops and keeps its blocks until `release_parked`), the
+`hand_off_prefilled` switch (park every request whose prefill just produced its first token),
+`add_imported` (queue a request whose KV arrives from elsewhere: admission allocates blocks for it and
+schedules only its next decode) and `reserve_import` / `admit_reserved` (blocks set aside before a
+migration's copy, then the request joins the running batch). None of them is used by a plain replay.
 """
 
 from __future__ import annotations
@@ -47,6 +54,16 @@ class Scheduler:
         self.num_admitted_in_step = 0
         self.admission_blocked = False
         """Set by schedule(): a waiting request could not be admitted (memory, sequence slots or budget)."""
+        self.hand_off_prefilled = False
+        """Park each request as soon as its prefill produced its first token (a disaggregated prefill instance)."""
+        self.handed_off: list[Request] = []
+        """Requests parked by `update` under `hand_off_prefilled`, in step order; the caller drains it."""
+        self.imports_admitted: list[Request] = []
+        """Imported requests (`add_imported`) admitted by `schedule`, in order; the caller drains it."""
+        self.parked: dict[int, list[int]] = {}
+        """Request idx -> the block table it keeps here while its KV is copied elsewhere (`park`)."""
+        self.reserved: dict[int, list[int]] = {}
+        """Request idx -> blocks set aside for an incoming migration (`reserve_import`); each takes a sequence slot."""
 
     # ---- queue -------------------------------------------------------------------------------------------
 
@@ -189,7 +206,7 @@ class Scheduler:
 
     def _admit(self, plan: StepPlan, budget: int, now_s: float) -> None:
         while self._waiting and budget > 0:
-            if len(self.running) >= self.cfg.max_num_seqs:
+            if len(self.running) + len(self.reserved) >= self.cfg.max_num_seqs:
                 self.admission_blocked = True
                 return
             r = self._waiting[0][1]
@@ -203,7 +220,8 @@ class Scheduler:
 
     def _prefix_hits(self, r: Request) -> list[int]:
         cfg = self.cfg
-        if r.swapped_blocks or not r.block_hashes or not cfg.enable_prefix_caching or cfg.kv_mode == "static":
+        if (r.swapped_blocks or not r.block_hashes or not cfg.enable_prefix_caching or cfg.kv_mode == "static"
+                or r.kv_imported):
             return []
         # At least one token must be computed to produce logits, so a full-prompt hit leaves the last block.
         max_hit = min(len(r.block_hashes), (r.num_tokens - 1) // cfg.block_size)
@@ -219,7 +237,7 @@ class Scheduler:
         """Admit the queue head if it fits; returns the tokens scheduled for it (0: it does not fit)."""
         cfg, pool = self.cfg, self.pool
         hits = self._prefix_hits(r)
-        computed0 = r.num_computed_tokens if r.swapped_blocks else len(hits) * cfg.block_size
+        computed0 = r.num_computed_tokens if r.swapped_blocks or r.kv_imported else len(hits) * cfg.block_size
         remaining = r.num_tokens - computed0
         n = min(remaining, budget)
         if not cfg.chunked_prefill and n < remaining:
@@ -242,6 +260,9 @@ class Scheduler:
             self.swap_free_blocks += r.swapped_blocks
             r.swapped_blocks = 0
         r.num_computed_tokens = computed0
+        if r.kv_imported:  # its KV is copied in now (the copy was charged by the caller): local from here on
+            r.kv_imported = False
+            self.imports_admitted.append(r)
         if r.first_scheduled_s is None:
             r.first_scheduled_s = now_s
             r.prefix_hit_tokens = computed0
@@ -288,7 +309,7 @@ class Scheduler:
             self._preempt(worst, plan)
 
     def _head_fits(self, r: Request) -> bool:
-        if len(self.running) >= self.cfg.max_num_seqs:
+        if len(self.running) + len(self.reserved) >= self.cfg.max_num_seqs:
             return False
         return self.pool.num_free - self._head_need_blocks(r) >= self.cfg.watermark_blocks
 
@@ -297,7 +318,7 @@ class Scheduler:
         cfg = self.cfg
         if cfg.kv_mode == "static":
             return cfg.max_blocks_per_seq
-        computed0 = r.num_computed_tokens if r.swapped_blocks else 0
+        computed0 = r.num_computed_tokens if r.swapped_blocks or r.kv_imported else 0
         return blocks_for(computed0 + min(r.num_tokens - computed0, cfg.max_num_batched_tokens), cfg.block_size)
 
     # ---- update ------------------------------------------------------------------------------------------
@@ -324,7 +345,12 @@ class Scheduler:
                     hit_max_len = True
             if r.block_hashes is not None and r.num_cached_hash_blocks < len(r.block_hashes):
                 self._register_hashes(r)
-        return self._finish_done(plan, result.finished, end_s, hit_max_len)
+        done = self._finish_done(plan, result.finished, end_s, hit_max_len)
+        if self.hand_off_prefilled:
+            for c in plan.chunks:  # decode runs never hold a first token, so update_decode_run needs no such hook
+                if c.produces_token and c.num_output_after == 1 and c.req in reqs:
+                    self.handed_off.append(self.park(reqs[c.req]))
+        return done
 
     def _register_hashes(self, r: Request) -> None:
         if not self.cfg.enable_prefix_caching or self.cfg.kv_mode == "static":
@@ -480,14 +506,74 @@ class Scheduler:
         # Every decode produced its last token in the final step, so the usual finish rules apply there.
         return self._finish_done(plan, finished, end_s, hit_max_len)
 
+    # ---- hand-offs between instances (replay.fleet) --------------------------------------------------------
+
+    def park(self, req: Request) -> Request:
+        """Take running `req` out of the batch between steps; its blocks stay allocated here (in `parked`) while
+        its KV is copied out, until `release_parked`. It leaves as WAITING, with an empty block table."""
+        self.running.remove(req)
+        del self._requests[req.idx]
+        self.parked[req.idx] = req.block_table
+        req.block_table = []
+        req.num_cached_hash_blocks = 0
+        req.status = RequestStatus.WAITING
+        return req
+
+    def release_parked(self, req: Request) -> None:
+        """Free the blocks `req` kept here when it was parked (its KV now lives on another instance)."""
+        self.pool.release(self.parked.pop(req.idx))
+
+    def add_imported(self, req: Request, now_s: float) -> None:
+        """Queue `req`, whose first `num_computed_tokens` tokens have their KV on another instance (a prefill
+        instance, or a migration source). Admission allocates blocks for that KV plus the next token and
+        schedules only the rest (its next decode); it is then listed in `imports_admitted`."""
+        req.kv_imported = True
+        req.status = RequestStatus.WAITING
+        self._requests[req.idx] = req
+        self._push(req)
+
+    def head_kv_deficit_blocks(self) -> int:
+        """Blocks the queue head lacks to be admitted now, above the watermark (0: it fits, or nothing waits).
+
+        An upper bound, like `_head_need_blocks`: prefix hits and the step's real budget are ignored."""
+        if not self._waiting:
+            return 0
+        head = self._waiting[0][1]
+        return max(0, self._head_need_blocks(head) + self.cfg.watermark_blocks - self.pool.num_free)
+
+    def import_need_blocks(self, req: Request) -> int:
+        """Blocks `req`'s computed KV takes in this pool (a static pool reserves max_model_len)."""
+        cfg = self.cfg
+        return cfg.max_blocks_per_seq if cfg.kv_mode == "static" else blocks_for(req.num_computed_tokens, cfg.block_size)
+
+    def reserve_import(self, req: Request) -> bool:
+        """Set aside blocks (and a sequence slot) for `req`'s KV before it is copied in; False if they do not fit
+        above the watermark. The request itself joins later, with `admit_reserved`."""
+        need = self.import_need_blocks(req)
+        if (len(self.running) + len(self.reserved) >= self.cfg.max_num_seqs
+                or self.pool.num_free - need < self.cfg.watermark_blocks):
+            return False
+        self.reserved[req.idx] = self.pool.allocate(need)
+        return True
+
+    def admit_reserved(self, req: Request) -> None:
+        """`req`'s KV has arrived in its reserved blocks: it joins the running batch (its next chunk is a decode)."""
+        req.block_table = self.reserved.pop(req.idx)
+        req.num_cached_hash_blocks = 0
+        req.status = RequestStatus.RUNNING
+        self._admit_counter += 1
+        req.admit_seq = self._admit_counter
+        self._requests[req.idx] = req
+        self.running.append(req)
+
     # ---- checks ------------------------------------------------------------------------------------------
 
     def check_integrity(self) -> None:
         """Raise AssertionError unless the scheduler and pool state agree (tests call this after every step)."""
         cfg = self.cfg
-        tables = [r.block_table for r in self.running]
+        tables = [r.block_table for r in self.running] + list(self.parked.values()) + list(self.reserved.values())
         self.pool.check_integrity(tables)
-        assert len(self.running) <= cfg.max_num_seqs, "more running requests than max_num_seqs"
+        assert len(self.running) + len(self.reserved) <= cfg.max_num_seqs, "more running requests than max_num_seqs"
         for r in self.running:
             assert r.status == RequestStatus.RUNNING, f"{r} in the running set"
             need = cfg.max_blocks_per_seq if cfg.kv_mode == "static" else blocks_for(r.num_computed_tokens, cfg.block_size)
@@ -495,5 +581,6 @@ class Scheduler:
         for _, r in self._waiting:
             assert r.status in (RequestStatus.WAITING, RequestStatus.PREEMPTED), f"{r} in the waiting queue"
             assert not r.block_table, f"waiting {r} holds blocks"
+            assert not (r.kv_imported and r.swapped_blocks), f"{r} both imported and swapped"
         swapped = sum(r.swapped_blocks for _, r in self._waiting)
         assert swapped + self.swap_free_blocks == cfg.num_cpu_swap_blocks, "swap pool accounting is off"
