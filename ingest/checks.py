@@ -9,6 +9,9 @@ seconds since the trace origin once the origin is known.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo
 
 import polars as pl
 
@@ -165,14 +168,42 @@ _FAST_LAYOUTS: dict[str, tuple[str, bool, str]] = {
 ``%:z`` is served only for ``+00:00`` (any other offset sends the source to the general parser)."""
 
 
+_OFFSET_WINDOW = (datetime(2000, 1, 1), datetime(2040, 1, 1))
+
+
+@lru_cache(maxsize=None)
+def constant_offset(time_zone: str) -> tuple[int, int, int] | None:
+    """(start, end, offset) in naive local microseconds if ``time_zone`` keeps one UTC offset over
+    2000-2040 (Asia/Shanghai: +08:00), else None.
+
+    Sampled daily: zones never switch offset and back within a day. Inside the window, localizing is
+    then a subtraction (Helios, 3 times per row: replace_time_zone ran on one thread, 1 of 13 CPU s).
+    """
+    zone = ZoneInfo(time_zone)
+    start, end = _OFFSET_WINDOW
+    offsets = {zone.utcoffset(start + timedelta(days=d)) for d in range((end - start).days + 1)}
+    if len(offsets) != 1:
+        return None
+    epoch = datetime(1970, 1, 1)
+    to_us = lambda t: (t - epoch) // timedelta(microseconds=1)  # noqa: E731
+    return to_us(start), to_us(end), offsets.pop() // timedelta(microseconds=1)
+
+
 def _fixed_layout_us(s: pl.Expr, sep: str, fraction: bool, suffix: str, *, time_zone: str | None) -> pl.Expr:
     """Epoch microseconds of ``YYYY-MM-DD<sep>HH:MM:SS[.f{1,9}]<suffix>``, null for anything else."""
     whole = 19 + len(suffix)
     n = s.str.len_bytes()
-    base = s.str.slice(0, 19).str.to_datetime(f"%Y-%m-%d{sep}%H:%M:%S", strict=False, time_unit="us", cache=False)
-    if time_zone is not None:
-        base = base.dt.replace_time_zone(time_zone, ambiguous="earliest", non_existent="null")
+    # cache=True: parse each distinct second once. Azure 2024 has ~45 requests a second (27.3 M rows:
+    # 1-2 of 20 CPU s saved); on mostly distinct values (Helios job times) it costs about nothing.
+    base = s.str.slice(0, 19).str.to_datetime(f"%Y-%m-%d{sep}%H:%M:%S", strict=False, time_unit="us", cache=True)
     base_us = base.dt.epoch("us")
+    if time_zone is not None:
+        fixed = constant_offset(time_zone)
+        if fixed is None:
+            base_us = base.dt.replace_time_zone(time_zone, ambiguous="earliest", non_existent="null").dt.epoch("us")
+        else:  # no transition in the window: local - offset, and null (the general parser) outside it
+            lo_us, hi_us, offset_us = fixed
+            base_us = pl.when(base_us.is_between(lo_us, hi_us, closed="left")).then(base_us - offset_us)
     ok = n == whole
     value = base_us
     if fraction:

@@ -92,6 +92,10 @@ HEAD_ROWS = 10_000
 """Rows per input read ahead to guess the trace origin (exact for inputs sorted by time)."""
 
 
+class _RepeatedKeys(Exception):
+    """A fast plan's ``unique_on`` keys repeat among good rows (see :attr:`TablePlan.unique_on`)."""
+
+
 def _guess_origin(groups: dict[str, list[TablePlan]]) -> int | None:
     """The minimum time over the first rows of every input of the origin tables: a cheap guess that
     is exact whenever each input is sorted by time (then no second pass is needed)."""
@@ -153,11 +157,16 @@ def run_source(
         if not plans:
             raise InputNotFoundError(f"{input_path}: no table could be built from the inputs found")
         result = RunResult(source.name, input_path, missing_inputs=list(inputs.missing))
-        staged = _stage_all(source, plans, inputs, work / "fast", say, result,
-                            runner_for(backend, source, inputs, True, say, workers, ray_address))
-        if attempt.used and any(FAST_REJECTED in r["quarantine_by_reason"] for r in result.reports.values()):
+        try:
+            staged = _stage_all(source, plans, inputs, work / "fast", say, result,
+                                runner_for(backend, source, inputs, True, say, workers, ray_address))
             # A fast parser failed on rows the general one may read: redo everything on the robust path.
-            say("some rows need the general parsers: re-reading")
+            redo = attempt.used and any(FAST_REJECTED in r["quarantine_by_reason"] for r in result.reports.values())
+        except _RepeatedKeys as exc:  # the fast plans left out a duplicate check that has work to do
+            say(str(exc))
+            redo = True
+        if redo:
+            say("some rows need the general parsers or the duplicate checks: re-reading")
             result = RunResult(source.name, input_path, missing_inputs=list(inputs.missing))
             staged = _stage_all(source, source.plan(inputs), inputs, work / "robust", say, result,
                                 runner_for(backend, source, inputs, False, say, workers, ray_address))
@@ -221,6 +230,8 @@ def _stage_all(
 
     def produce(parts: list[Part]) -> None:
         for part, w in zip(parts, run(parts), strict=True):
+            if w.repeated_keys:
+                raise _RepeatedKeys(f"{part.table} for {part.trace}: some keys repeat")
             written[(part.table, part.trace, part.k)] = w
 
     produce([p for trace in sorted(by_trace) for p in parts_of(trace, sorted(origin_tables[trace]))])

@@ -106,7 +106,8 @@ STAMPS = st.builds(
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(STAMPS, min_size=1, max_size=20), st.sampled_from(sorted(C._FAST_LAYOUTS)), st.sampled_from([None, "America/Los_Angeles"]))
+@given(st.lists(STAMPS, min_size=1, max_size=20), st.sampled_from(sorted(C._FAST_LAYOUTS)),
+       st.sampled_from([None, "America/Los_Angeles", "Asia/Shanghai"]))
 def test_fast_timestamp_parser_is_never_more_lenient(stamps: list[str], fmt: str, zone) -> None:
     """On every input the fast parser gives the general parser's value, or rejects the row."""
     kwargs = dict(fmt=fmt, expected="x", time_zone=zone)
@@ -129,6 +130,21 @@ def test_fast_timestamp_parser_accepts_the_upstream_layouts() -> None:
         with fast_path():
             fast = parse_time(frame(t=stamps), "t", "us", fmt=fmt, expected="x").collect()["us"].to_list()
         assert fast == general and None not in fast
+
+
+def test_constant_offset_zone_is_localized_like_the_general_parser() -> None:
+    """Asia/Shanghai (Helios) keeps +08:00 since 1991: the fast path subtracts it inside 2000-2040 and
+    leaves times outside that window (1990 had DST there) to the general parser."""
+    assert C.constant_offset("America/Los_Angeles") is None
+    stamps = ["2020-04-01 00:00:06", "2000-01-01 00:00:00", "2039-12-31 23:59:59", "1990-07-01 12:00:00",
+              "2040-01-01 00:00:00", "2020-02-29 08:00:00"]
+    kwargs = dict(fmt="%Y-%m-%d %H:%M:%S", expected="x", time_zone="Asia/Shanghai")
+    general = parse_time(frame(t=stamps), "t", "us", **kwargs).collect()["us"].to_list()
+    with fast_path():
+        fast = parse_time(frame(t=stamps), "t", "us", **kwargs).collect()["us"].to_list()
+    assert fast[:3] == general[:3] and fast[5] == general[5] and None not in general
+    assert fast[3] is None and fast[4] is None  # outside the window: sent to the general parser
+    assert general[0] == 1585670406 * 1_000_000  # 2020-04-01 00:00:06 +08:00
 
 
 @settings(max_examples=200, deadline=None)

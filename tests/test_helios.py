@@ -229,3 +229,23 @@ def test_slurm_and_pandas_null_time_tokens(tmp_path: Path, data_root, query) -> 
     assert query("SELECT job_id, start_s, end_s FROM jobs ORDER BY job_id") == [("7", 600.0, None), ("8", None, None)]
     assert query("SELECT line, reason FROM quarantine") == [
         (4, "unparseable submit_time 'Unknown' (expected YYYY-MM-DD HH:MM:SS)")]
+
+
+def test_fast_path_skips_the_dedup_pass_unless_ids_repeat(tmp_path: Path, data_root, query) -> None:
+    """Clean logs take the fast plan (no duplicate pass: the writer checks the ids); a repeated id
+    sends the source to the robust plan, whose dedup keeps the first row."""
+    rows = VENUS_LOG.splitlines()[1:4]  # 1425511-1425513, all good
+    clean, dup = tmp_path / "clean" / "Venus", tmp_path / "dup" / "Venus"
+    for folder, lines in ((clean, rows), (dup, [*rows, rows[0].replace("uXBbc", "uOther")])):
+        folder.mkdir(parents=True)
+        (folder / "cluster_log.csv").write_text(HEADER + "\n" + "\n".join(lines) + "\n")
+    said: list[str] = []
+    result = run_source("helios_2020", clean.parent, data_root=data_root.root, progress=said.append)
+    assert not any("re-reading" in m for m in said)
+    assert {t.table: (t.rows_out, t.rows_quarantined) for t in result.tables} == {"jobs": (3, 0)}
+    said.clear()
+    result = run_source("helios_2020", dup.parent, data_root=data_root.root, progress=said.append)
+    assert any("some keys repeat" in m for m in said) and any("re-reading" in m for m in said)
+    assert {t.table: (t.rows_out, t.rows_quarantined) for t in result.tables} == {"jobs": (3, 1)}
+    assert query("SELECT reason FROM quarantine WHERE dataset = 'jobs'") == [("duplicate job_id '1425511'",)]
+    assert query("SELECT user FROM jobs WHERE job_id = '1425511'") == [("uXBbc",)]

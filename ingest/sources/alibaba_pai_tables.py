@@ -17,7 +17,7 @@ from ingest.checks import (
     is_blank, parse_number, reject_duplicates, reject_duplicates_prepass, reject_if, reject_order, require, seconds_to_us,
 )
 from ingest.inputs import ResolvedInput
-from ingest.lines import FILE, LINE, RAW, REASON, check_headerless, scan_lines, split_fields
+from ingest.lines import FILE, LINE, RAW, REASON, check_headerless, in_fast_path, scan_lines, split_fields
 from ingest.schema import JOBS, MACHINES, PAI_INSTANCE_USAGE, PAI_INSTANCES, PAI_MACHINE_METRIC, PAI_TASKS
 from ingest.sources.base import TablePlan
 
@@ -106,6 +106,10 @@ def _finish(lf: pl.LazyFrame, table, exprs: dict[str, pl.Expr]) -> pl.LazyFrame:
 
 def tasks_frame(inp: ResolvedInput) -> pl.LazyFrame:
     """The task table parsed and checked; good rows are unique per (job_name, task_name)."""
+    attempt = in_fast_path()
+    if attempt is not None:  # no dedup pass: the tasks plan's writer checks the keys (TablePlan.unique_on)
+        attempt.used = True
+        return _checked_tasks(read_table(inp, "pai_task_table"))
     keys = {"job_name": pl.col("job_name"), "task_name": pl.col("task_name")}
     return reject_duplicates_prepass(read_table(inp, "pai_task_table"), _checked_tasks, keys, "job_name/task_name")
 
@@ -137,7 +141,9 @@ def tasks_plan(tasks: pl.LazyFrame) -> TablePlan:
         "plan_gpus": pl.col("_plan_gpu") / 100,
         "gpu_type": _text("gpu_type"),
     })
-    return TablePlan(PAI_TASKS, TRACE, frame)
+    # On the fast path tasks_frame has no dedup, and the jobs plan's resources come from it too: a
+    # repeated (job, task) sends the whole source to the robust path, so no result uses such sums.
+    return TablePlan(PAI_TASKS, TRACE, frame, unique_on=("job_id", "task_name") if in_fast_path() is not None else ())
 
 
 def good_tasks(tasks: pl.LazyFrame) -> pl.LazyFrame:

@@ -47,6 +47,11 @@ class TablePlan:
     """Canonical columns (times as absolute epoch microseconds) plus ``_file``, ``_line``, ``_raw``, ``_reason``."""
     derived: bool = False
     """Rows derived from another plan's rows (Philly attempts): no quarantine and no rows-in count of their own."""
+    unique_on: tuple[str, ...] = ()
+    """Fast path only: ``frame`` leaves out a whole-table duplicate check on these columns, and the
+    writer verifies instead that no two good rows share them (by hash); if some do (or two hashes
+    collide), the pipeline re-runs the source on the robust path, which has the check. Clean files
+    then cost no dedup pass at all."""
     origin_hint: pl.LazyFrame | None = None
     """Where the pipeline guesses the trace origin: the minimum origin time over the first rows (with
     ``_reason`` null) of this frame. Give it where ``frame`` has whole-table steps (dedup, sort, joins)

@@ -28,7 +28,7 @@ import polars as pl
 from ingest.checks import is_blank, map_status, parse_number, parse_time, reject_duplicates_prepass, reject_if, require
 from ingest.errors import FormatError
 from ingest.inputs import InputSet, InputSpec, ResolvedInput
-from ingest.lines import FILE, LINE, RAW, REASON, check_header, first_line, scan_lines, split_fields
+from ingest.lines import FILE, LINE, RAW, REASON, check_header, first_line, in_fast_path, scan_lines, split_fields
 from ingest.schema import JOBS, UTILIZATION
 from ingest.sources.base import RemoteFile, Source, TablePlan, TimeBase
 
@@ -134,7 +134,13 @@ def _checked_log(lf: pl.LazyFrame, cluster: str) -> pl.LazyFrame:
 def jobs_plan(inp: ResolvedInput, cluster: str) -> TablePlan:
     """Plan one cluster's ``cluster_log.csv`` as rows of the ``jobs`` table."""
     fields = log_fields(inp)
-    lf = parse_cluster_log(inp, cluster).select(
+    attempt = in_fast_path()
+    if attempt is not None:  # no dedup pass: the writer checks that job ids do not repeat (TablePlan.unique_on)
+        attempt.used = True
+        parsed = _checked_log(fields, cluster)
+    else:
+        parsed = parse_cluster_log(inp, cluster)
+    lf = parsed.select(
         pl.lit(TRACE).alias("trace"),
         "cluster",
         "job_id",
@@ -152,7 +158,8 @@ def jobs_plan(inp: ResolvedInput, cluster: str) -> TablePlan:
         pl.col("state").alias("raw_status"),
         FILE, LINE, RAW, REASON,
     )
-    return TablePlan(JOBS, TRACE, lf, origin_hint=_checked_log(fields, cluster))
+    return TablePlan(JOBS, TRACE, lf, origin_hint=_checked_log(fields, cluster),
+                     unique_on=("job_id",) if attempt is not None else ())
 
 
 def upstream_disagreements(inp: ResolvedInput, cluster: str) -> dict[str, int]:
