@@ -424,3 +424,10 @@ def _doc(obj: object) -> str:
 from replay.cluster.cli import register as _register_cluster  # noqa: E402  (its helpers come from this module)
 
 _register_cluster(app)
+
+
+# -- serving fleets: `replay fleet`, `replay fleet-search` -------------------------------------------------
+
+from replay.fleet.cli import register as _register_fleet  # noqa: E402  (its helpers come from this module)
+
+_register_fleet(app)
