@@ -248,6 +248,46 @@ def _atomic(path: Path, write: Callable[[str], None]) -> None:
 
 # -- capacity ---------------------------------------------------------------------------------------
 
+def bracket_and_bisect(passes: Callable[[float], bool], lo: float, hi: float, *, tol: float,
+                       max_runs: int) -> tuple[float | None, float | None]:
+    """(highest passing, lowest failing) rate scale found by at most ``max_runs`` calls of ``passes``.
+
+    From ``lo``: if it passes, double ``hi`` until a failure; if not, halve ``lo`` until a pass; then
+    bisect until the two are within ``tol`` (relative). None where no probe passed (or none failed).
+    """
+    runs = 0
+
+    def probe(x: float) -> bool:
+        nonlocal runs
+        runs += 1
+        return passes(x)
+
+    good: float | None = None
+    bad: float | None = None
+    if probe(lo):
+        good = lo
+        while runs < max_runs:
+            if not probe(hi):
+                bad = hi
+                break
+            good, hi = hi, 2 * hi
+    else:
+        bad = lo
+        while runs < max_runs:
+            lo /= 2
+            if probe(lo):
+                good = lo
+                break
+            bad = lo
+    while good is not None and bad is not None and bad - good > tol * good and runs < max_runs:
+        mid = (good + bad) / 2
+        if probe(mid):
+            good = mid
+        else:
+            bad = mid
+    return good, bad
+
+
 def capacity_search(base: ServeConfig, *, min_attainment: float = 0.9, lo: float | None = None,
                     hi: float | None = None, tol: float = 0.05, max_runs: int = 12,
                     data_root: str | Path | None = None, write: bool = True,
@@ -297,29 +337,7 @@ def capacity_search(base: ServeConfig, *, min_attainment: float = 0.9, lo: float
             on_probe(rec)
         return rec["passed"]
 
-    good: float | None = None
-    bad: float | None = None
-    if probe(lo):
-        good = lo
-        while len(probes) < max_runs:
-            if not probe(hi):
-                bad = hi
-                break
-            good, hi = hi, 2 * hi
-    else:
-        bad = lo
-        while len(probes) < max_runs:
-            lo /= 2
-            if probe(lo):
-                good = lo
-                break
-            bad = lo
-    while good is not None and bad is not None and bad - good > tol * good and len(probes) < max_runs:
-        mid = (good + bad) / 2
-        if probe(mid):
-            good = mid
-        else:
-            bad = mid
+    good, bad = bracket_and_bisect(probe, lo, hi, tol=tol, max_runs=max_runs)
     best = next((p for p in probes if p["rate_scale"] == good), None)
     return {
         "max_rate_scale": good,

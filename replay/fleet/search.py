@@ -31,7 +31,7 @@ from replay.fleet.topology import FleetConfig, MigrationConfig, PoolConfig
 from replay.harness import ServeConfig
 from replay.serving.specs import gpu_spec
 from replay.sources import Workload
-from replay.sweep import offered_rate, scaled
+from replay.sweep import bracket_and_bisect, offered_rate, scaled
 
 OBJECTIVES = {
     "cost": ("usd_per_hour", ("slo_attainment", "energy_per_output_token_j")),
@@ -267,28 +267,7 @@ def max_throughput(config: FleetConfig, workload: Workload, slo: metrics.SloSpec
             on_probe(rec)
         return rec["passed"]
 
-    good = bad = None
-    if probe(lo):
-        good = lo
-        while len(probes) < max_runs:
-            if not probe(hi):
-                bad = hi
-                break
-            good, hi = hi, 2 * hi
-    else:
-        bad = lo
-        while len(probes) < max_runs:
-            lo /= 2
-            if probe(lo):
-                good = lo
-                break
-            bad = lo
-    while good is not None and bad is not None and bad - good > tol * good and len(probes) < max_runs:
-        mid = (good + bad) / 2
-        if probe(mid):
-            good = mid
-        else:
-            bad = mid
+    good, bad = bracket_and_bisect(probe, lo, hi, tol=tol, max_runs=max_runs)
     return _throughput_record(config, rows.get(good), good, bad, tol, min_attainment, probes, prices)
 
 
