@@ -255,3 +255,25 @@ def test_fleet_search_throughput_ratios() -> None:
     text = flat(table.stdout)
     assert "tput @ equal $" in text and "2xH100 colocated" in text
     assert _fmt(base["tokens_per_usd"]) in text and not math.isnan(base["tokens_per_usd"])
+
+
+def test_fleet_save_writes_a_documented_deterministic_run(tmp_path) -> None:
+    """`fleet --save` writes results/fleet/<run id>/: the fleet columns, the energy summary; a second run
+    of the same command gives the same bytes."""
+    from replay.fleet.sink import FLEET_REQUESTS, FLEET_STEPS, read_fleet_run
+
+    first = replay(*DISAGG, "--save", "--json", "--data", str(tmp_path))
+    assert first.exit_code == 0, first.output
+    got = json.loads(first.stdout)
+    folder = tmp_path / "results" / "fleet" / got["run_id"]
+    config, summary, tables = read_fleet_run(folder)
+    assert tables["requests"].schema.equals(FLEET_REQUESTS) and tables["steps"].schema.equals(FLEET_STEPS)
+    req = tables["requests"].to_pydict()
+    assert summary["num_kv_transfers"] == got["summary"]["num_kv_transfers"] == sum(b > 0 for b in req["kv_transfer_bytes"])
+    assert summary["energy"]["energy_j"] == pytest.approx(got["energy"]["energy_j"])
+    assert set(tables["steps"].column("role").to_pylist()) == {"prefill", "decode"}
+    assert config["layout"] == "disaggregated"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    again = replay(*DISAGG, "--save", "--data", str(tmp_path))
+    assert again.exit_code == 0, again.output
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before

@@ -103,9 +103,11 @@ def fleet(
     migration: Annotated[str, typer.Option(help="Live migration: off, load_balance, defrag.", rich_help_panel=F)] = "off",
     router: Annotated[str, typer.Option(help="Router of every pool.", rich_help_panel=F)] = _ROUTER,
     as_json: Annotated[bool, typer.Option("--json", help="Print the fleet and energy summaries as JSON.")] = False,
+    save: Annotated[bool, typer.Option("--save", help="Write the run to <data>/results/fleet/<run id>/.")] = False,
 ) -> None:
-    """Replay one fleet layout; print latency, SLO attainment, KV transfers, energy and cost (nothing is written)."""
+    """Replay one fleet layout; print latency, SLO attainment, KV transfers, energy and cost (--save writes the run)."""
     from replay.fleet.harness import run_fleet
+    from replay.fleet.sink import write_fleet_run
 
     with user_errors():
         serve = build_config({**opts, "router": router})
@@ -116,6 +118,9 @@ def fleet(
             task = bar.add_task(f"{workload.trace} · {search.layout_label(config)}", total=len(workload))
             result = run_fleet(config, workload, on_done=lambda k: bar.advance(task, k))
         energy = search.fleet_energy(config, result).summary
+        saved = write_fleet_run(config, result, energy, data_root=opts["data"]) if save else None
+    if saved is not None:
+        err.print(f"wrote {saved}")
     if as_json:
         print(json.dumps({"run_id": result.run_id, "label": search.layout_label(config), "summary": result.summary,
                           "energy": energy}, indent=2, sort_keys=True))
