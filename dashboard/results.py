@@ -22,6 +22,8 @@ from ingest.paths import data_paths
 
 CLUSTER_SUBDIR = "cluster"
 """Cluster runs' folder under ``results/`` (``replay.cluster.harness.RESULTS_SUBDIR``)."""
+FLEET_SUBDIR = "fleet"
+"""Fleet runs' folder under ``results/`` (``replay.fleet.sink.fleet_results_dir``)."""
 MODEL_NAMES = ("boosted", "helios_blend", "model (")
 """Metric rows whose names start with these are the trained model's; the others are baselines."""
 
@@ -115,6 +117,13 @@ def serve_label(config: dict) -> str:
     return f"{config.get('policy')} x{w.get('rate_scale', 1):g} {w.get('trace')}"
 
 
+def fleet_label(config: dict) -> str:
+    """'<pools> x<rate> <trace>' of a fleet run's config, e.g. '1xH100-SXM prefill + 1xH100-SXM decode x2 azure_llm_2023_code'."""
+    pools = " + ".join(f"{p.get('num_instances')}x{p.get('gpu')} {p.get('role')}" for p in config.get("pools", []))
+    w = (config.get("serve") or {}).get("workload", {})
+    return f"{pools} x{w.get('rate_scale', 1):g} {w.get('trace')}"
+
+
 def cluster_label(config: dict) -> str:
     """'<policy>/<placement> x<rate> <trace>' of a cluster run's config."""
     return f"{config.get('policy')}/{config.get('placement')} x{config.get('rate_scale', 1):g} {config.get('trace')}"
@@ -126,16 +135,27 @@ SERVE_COLUMNS = ("num_arrived", "num_finished", "ttft_p50_s", "ttft_p99_s", "tbt
 CLUSTER_COLUMNS = ("num_jobs", "num_finished", "num_rejected", "jct_mean_s", "jct_p99_s", "queue_mean_s", "queue_p99_s",
                    "slowdown_mean", "utilization_mean", "total_gpus")
 """Summary keys shown per cluster run."""
+FLEET_COLUMNS = ("num_gpus", "num_finished", "ttft_p50_s", "ttft_p99_s", "tbt_p99_p99_s", "tbt_pooled_p99_s",
+                 "slo_attainment", "num_kv_transfers", "kv_transfer_mean_s", "output_tokens_per_s")
+"""Summary keys shown per fleet run."""
+FLEET_ENERGY_COLUMNS = ("energy_per_output_token_j", "avg_power_w", "usd_per_hour", "usd_per_1m_output_tokens")
+"""Keys of a fleet run's ``summary["energy"]`` shown beside them."""
+_KINDS = {"serve": ("", "steps"), "cluster": (CLUSTER_SUBDIR, "jobs"), "fleet": (FLEET_SUBDIR, "steps")}
 
 
 def list_runs(root: str | Path | None, kind: str) -> pl.DataFrame:
     """Finished runs, newest first: run id, label, folder, and the key summary numbers.
-    ``kind``: 'serve' or 'cluster'."""
-    serve = kind == "serve"
-    folder = results_dir(root) / ("" if serve else CLUSTER_SUBDIR)
-    keys, label = (SERVE_COLUMNS, serve_label) if serve else (CLUSTER_COLUMNS, cluster_label)
+    ``kind``: 'serve', 'cluster' or 'fleet' (whose energy and cost figures come along)."""
+    subdir, table = _KINDS[kind]
+    keys = {"serve": SERVE_COLUMNS, "cluster": CLUSTER_COLUMNS, "fleet": FLEET_COLUMNS + FLEET_ENERGY_COLUMNS}[kind]
+    label = {"serve": serve_label, "cluster": cluster_label, "fleet": fleet_label}[kind]
+
+    def figures(summary: dict) -> dict:
+        flat = {**summary, **(summary.get("energy") or {})} if kind == "fleet" else summary
+        return {k: flat.get(k) for k in keys}
+
     got = [{"run_id": r["run_id"], "label": f"{label(r['config'])} ({r['run_id'][:6]})", "path": r["path"],
-            **{k: r["summary"].get(k) for k in keys}} for r in _run_rows(folder, "steps" if serve else "jobs")]
+            **figures(r["summary"])} for r in _run_rows(results_dir(root) / subdir, table)]
     schema = {"run_id": pl.String, "label": pl.String, "path": pl.String, **{k: pl.Float64 for k in keys}}
     return pl.DataFrame(got, schema=schema, strict=False)
 

@@ -23,6 +23,8 @@ INGEST = "tracelab ingest run SOURCE   (tracelab ingest list shows the sources)"
 TRAIN = "tracelab predict train --task response-length --trace azure_llm_2023_conv"
 SERVE = "tracelab replay serve --trace azure_llm_2023_conv --duration-s 600"
 CLUSTER = "tracelab replay cluster --trace philly_sia_jobs --max-jobs 2000"
+FLEET = ("tracelab replay fleet --trace azure_llm_2023_code --duration-s 120 --layout disaggregated "
+         "--prefill 1xh100 --decode 1xh100 --save")
 
 
 def root_from_argv(argv: Sequence[str], env: Mapping[str, str]) -> str:

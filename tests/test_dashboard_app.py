@@ -24,7 +24,7 @@ MODEL = "length-code"
 
 def dashboard_lake(tmp_path_factory) -> Path:
     """A data root with Azure 2023 and the derived Philly tables ingested, a tiny response-length model
-    (trained for real, 5 boosting iterations), two serving replays and one cluster replay. Built once per
+    (trained for real, 5 boosting iterations), two serving replays, one cluster and one fleet replay. Built once per
     test session (a marker file in the session's temp folder), shared with the browser test."""
     from analysis.catalog import open_catalog
     from ingest.pipeline import run_source
@@ -32,6 +32,10 @@ def dashboard_lake(tmp_path_factory) -> Path:
     from predictors.report import write_evaluation
     from predictors.train import TrainConfig, evaluation_rows, train
     from replay.cluster.harness import ClusterConfig, run_cluster
+    from replay.fleet.harness import run_fleet
+    from replay.fleet.search import fleet_energy
+    from replay.fleet.sink import write_fleet_run
+    from replay.fleet.topology import FleetConfig, PoolConfig
     from replay.harness import ServeConfig, run_serve
     from replay.sources import WorkloadSpec
 
@@ -54,6 +58,10 @@ def dashboard_lake(tmp_path_factory) -> Path:
     run_serve(ServeConfig(workload=window), data_root=root)
     run_serve(ServeConfig(workload=window, policy="sjf", predictor="oracle", oracle_lengths=True), data_root=root)
     run_cluster(ClusterConfig(trace="philly_sia_jobs", max_jobs=800, num_nodes=4), data_root=root)
+    fleet = FleetConfig(serve=ServeConfig(workload=window), layout="disaggregated",
+                        pools=(PoolConfig("prefill", 1, "h100"), PoolConfig("decode", 1, "h100")))
+    result = run_fleet(fleet, data_root=root)
+    write_fleet_run(fleet, result, fleet_energy(fleet, result).summary, data_root=root)
     (root / ".built").write_text("ok")
     return root
 
@@ -219,6 +227,11 @@ def test_models_and_runs_loaders(lake):
     assert cluster.height == 1 and cluster["num_jobs"][0] == 800
     util = results.cluster_series(cluster["path"][0])
     assert 0 < util.height <= data.MAX_BINS + 1 and 0 < util["utilization"].max() <= 1.0
+    fleet = results.list_runs(lake, "fleet")
+    summary = results.read_summary(fleet["path"][0])
+    assert fleet.height == 1 and fleet["label"][0].startswith("1xh100 prefill + 1xh100 decode x2 azure_llm_2023_conv")
+    assert fleet["num_kv_transfers"][0] == summary["num_kv_transfers"] > 0
+    assert fleet["energy_per_output_token_j"][0] == summary["energy"]["energy_per_output_token_j"] > 0
 
 
 # ---------------------------------------------------------------- pages with data
@@ -279,10 +292,11 @@ def test_predictors_page(lake, monkeypatch):
 
 def test_replay_page_runs_side_by_side_and_launch(lake, monkeypatch):
     at = app(lake, monkeypatch, "replay")
-    assert len(at.dataframe[0].value) == 2 and len(at.dataframe[1].value) == 1
+    assert [len(d.value) for d in at.dataframe] == [2, 1, 1]
     titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
     for want in ("TTFT", "per-request p99 TBT", "E2E latency", "KV cache in use (share of blocks)",
-                 "batch size (running requests)", "mean JCT by job size (GPUs)", "GPU allocation (share of the cluster)"):
+                 "batch size (running requests)", "mean JCT by job size (GPUs)", "GPU allocation (share of the cluster)",
+                 "fleet TTFT", "fleet per-request p99 TBT", "energy per output token", "cost per 1M output tokens"):
         assert want in titles
     at.selectbox(key="launch_trace").select("azure_llm_2023_code")
     at.number_input(key="launch_duration").set_value(60.0)

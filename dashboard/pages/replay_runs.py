@@ -1,4 +1,4 @@
-"""Replay: finished serving and cluster runs side by side, and a form to launch a short serving replay."""
+"""Replay: finished serving, cluster and fleet runs side by side, and a form to launch a short serving replay."""
 
 import streamlit as st
 
@@ -9,7 +9,8 @@ root = ui.data_root()
 runs_dir = results.results_dir(root)
 serve_stamp = results.stamp(runs_dir, "*/summary.json")
 cluster_stamp = results.stamp(runs_dir / results.CLUSTER_SUBDIR, "*/summary.json")
-serving, cluster = st.tabs(["Serving runs", "Cluster runs"])
+fleet_stamp = results.stamp(runs_dir / results.FLEET_SUBDIR, "*/summary.json")
+serving, cluster, fleet = st.tabs(["Serving runs", "Cluster runs", "Fleet runs"])
 
 
 def _launch_form() -> None:
@@ -104,3 +105,23 @@ with cluster:
             frames = {lab: cached.cluster_series(labels[lab], cluster_stamp) for lab in picked}
             c[1].plotly_chart(charts.overlay(frames, "time_s", "utilization", "GPU allocation (share of the cluster)",
                                              "replay seconds", "share"), width="stretch", key="util")
+
+with fleet:
+    runs = cached.list_runs(root, fleet_stamp, "fleet")
+    if runs.is_empty():
+        st.info(f"No fleet run under `{runs_dir / results.FLEET_SUBDIR}` yet. Run `{ui.FLEET}`.")
+    else:
+        labels, picked = _pick_runs(runs, "fleet_runs")
+        if picked:
+            c = st.columns(2)
+            for col, (column, title) in zip(c, (("ttft_s", "fleet TTFT"), ("tbt_p99_s", "fleet per-request p99 TBT"))):
+                curves = {lab: cached.run_cdf(labels[lab], fleet_stamp, "requests", column, "status = 'finished'")
+                          for lab in picked}
+                col.plotly_chart(charts.cdfs(curves, title, "seconds", log_x=True), width="stretch", key=f"fleet-{column}")
+            chosen = runs.filter(runs["label"].is_in(picked))
+            c = st.columns(2)
+            for col, (column, title, unit) in zip(c, (
+                    ("energy_per_output_token_j", "energy per output token", "J"),
+                    ("usd_per_1m_output_tokens", "cost per 1M output tokens", "USD"))):
+                col.plotly_chart(charts.bars(chosen["label"].to_list(), {title: chosen[column].to_list()}, title, unit),
+                                 width="stretch", key=f"fleet-{column}")
