@@ -50,78 +50,71 @@ def _launch_form() -> None:
                 st.error(f"could not run: {exc}")
 
 
-def _pick_runs(runs, key: str) -> tuple[dict, list]:
-    """A multiselect over the runs (newest three by default) and their table; (label -> path, picked labels)."""
+def _pick_runs(kind: str, stamp: tuple, folder, hint: str) -> tuple:
+    """(runs, label -> path, picked labels) of one kind, after a multiselect (newest three by default) and
+    their table; with no run, a line naming ``hint`` (the command to make one) and (None, {}, [])."""
+    runs = cached.list_runs(root, stamp, kind)
+    if runs.is_empty():
+        st.info(f"No {'serving' if kind == 'serve' else kind} run under `{folder}` yet. Run {hint}.")
+        return None, {}, []
     labels = dict(zip(runs["label"].to_list(), runs["path"].to_list()))
-    picked = st.multiselect("runs", list(labels), default=list(labels)[:3], key=key)
+    picked = st.multiselect("runs", list(labels), default=list(labels)[:3], key=f"{kind}_runs")
     st.dataframe(runs.filter(runs["label"].is_in(picked)).drop("path"), hide_index=True, width="stretch")
-    return labels, picked
+    return runs, labels, picked
 
 
 with serving:
     _launch_form()
-    runs = cached.list_runs(root, results.stamp(runs_dir, "*/summary.json"), "serve")
-    if runs.is_empty():
-        st.info(f"No serving run under `{runs_dir}` yet. Run `{ui.SERVE}` (or use the form above).")
-    else:
-        labels, picked = _pick_runs(runs, "serve_runs")
-        if picked:
-            c = st.columns(3)
-            for col, (column, title) in zip(c, (("ttft_s", "TTFT"), ("tbt_p99_s", "per-request p99 TBT"),
-                                                 ("e2e_s", "E2E latency"))):
-                curves = {lab: cached.run_cdf(labels[lab], serve_stamp, "requests", column, "status = 'finished'")
-                          for lab in picked}
-                col.plotly_chart(charts.cdfs(curves, title, "seconds", log_x=True), width="stretch", key=f"cdf-{column}")
-            frames = {lab: cached.serve_series(labels[lab], serve_stamp) for lab in picked}
-            c = st.columns(2)
-            c[0].plotly_chart(charts.overlay(frames, "time_s", "tokens_per_s", "throughput: tokens computed per second",
-                                             "replay seconds", "tokens/s"), width="stretch", key="tput")
-            c[1].plotly_chart(charts.overlay(frames, "time_s", "finished_per_s", "finished requests per second",
-                                             "replay seconds", "requests/s"), width="stretch", key="done")
-            c = st.columns(2)
-            c[0].plotly_chart(charts.overlay(frames, "time_s", "kv_use", "KV cache in use (share of blocks)",
-                                             "replay seconds", "share"), width="stretch", key="kv")
-            c[1].plotly_chart(charts.overlay(frames, "time_s", "batch", "batch size (running requests)",
-                                             "replay seconds", "requests"), width="stretch", key="batch")
+    runs, labels, picked = _pick_runs("serve", serve_stamp, runs_dir, f"`{ui.SERVE}` (or use the form above)")
+    if picked:
+        c = st.columns(3)
+        for col, (column, title) in zip(c, (("ttft_s", "TTFT"), ("tbt_p99_s", "per-request p99 TBT"),
+                                             ("e2e_s", "E2E latency"))):
+            curves = {lab: cached.run_cdf(labels[lab], serve_stamp, "requests", column, "status = 'finished'")
+                      for lab in picked}
+            col.plotly_chart(charts.cdfs(curves, title, "seconds", log_x=True), width="stretch", key=f"cdf-{column}")
+        frames = {lab: cached.serve_series(labels[lab], serve_stamp) for lab in picked}
+        c = st.columns(2)
+        c[0].plotly_chart(charts.overlay(frames, "time_s", "tokens_per_s", "throughput: tokens computed per second",
+                                         "replay seconds", "tokens/s"), width="stretch", key="tput")
+        c[1].plotly_chart(charts.overlay(frames, "time_s", "finished_per_s", "finished requests per second",
+                                         "replay seconds", "requests/s"), width="stretch", key="done")
+        c = st.columns(2)
+        c[0].plotly_chart(charts.overlay(frames, "time_s", "kv_use", "KV cache in use (share of blocks)",
+                                         "replay seconds", "share"), width="stretch", key="kv")
+        c[1].plotly_chart(charts.overlay(frames, "time_s", "batch", "batch size (running requests)",
+                                         "replay seconds", "requests"), width="stretch", key="batch")
 
 with cluster:
-    runs = cached.list_runs(root, cluster_stamp, "cluster")
-    if runs.is_empty():
-        st.info(f"No cluster run under `{runs_dir / results.CLUSTER_SUBDIR}` yet. Run `{ui.CLUSTER}`.")
-    else:
-        labels, picked = _pick_runs(runs, "cluster_runs")
-        if picked:
-            sizes = results.by_size_frame({lab: cached.read_summary(labels[lab], cluster_stamp) for lab in picked})
-            c = st.columns(2)
-            for col, (column, title) in zip(c, (("jct_mean_s", "mean JCT by job size (GPUs)"),
-                                                 ("queue_mean_s", "mean queueing by job size (GPUs)"))):
-                classes, values = results.pivot_sizes(sizes, column)
-                col.plotly_chart(charts.bars(classes, values, title, "seconds"), width="stretch", key=f"size-{column}")
-            c = st.columns(2)
-            curves = {lab: cached.run_cdf(labels[lab], cluster_stamp, "jobs", "jct_s", "status = 'finished'")
-                      for lab in picked}
-            c[0].plotly_chart(charts.cdfs(curves, "job completion time", "seconds", log_x=True), width="stretch",
-                              key="jct")
-            frames = {lab: cached.cluster_series(labels[lab], cluster_stamp) for lab in picked}
-            c[1].plotly_chart(charts.overlay(frames, "time_s", "utilization", "GPU allocation (share of the cluster)",
-                                             "replay seconds", "share"), width="stretch", key="util")
+    runs, labels, picked = _pick_runs("cluster", cluster_stamp, runs_dir / results.CLUSTER_SUBDIR, f"`{ui.CLUSTER}`")
+    if picked:
+        sizes = results.by_size_frame({lab: cached.read_summary(labels[lab], cluster_stamp) for lab in picked})
+        c = st.columns(2)
+        for col, (column, title) in zip(c, (("jct_mean_s", "mean JCT by job size (GPUs)"),
+                                             ("queue_mean_s", "mean queueing by job size (GPUs)"))):
+            classes, values = results.pivot_sizes(sizes, column)
+            col.plotly_chart(charts.bars(classes, values, title, "seconds"), width="stretch", key=f"size-{column}")
+        c = st.columns(2)
+        curves = {lab: cached.run_cdf(labels[lab], cluster_stamp, "jobs", "jct_s", "status = 'finished'")
+                  for lab in picked}
+        c[0].plotly_chart(charts.cdfs(curves, "job completion time", "seconds", log_x=True), width="stretch",
+                          key="jct")
+        frames = {lab: cached.cluster_series(labels[lab], cluster_stamp) for lab in picked}
+        c[1].plotly_chart(charts.overlay(frames, "time_s", "utilization", "GPU allocation (share of the cluster)",
+                                         "replay seconds", "share"), width="stretch", key="util")
 
 with fleet:
-    runs = cached.list_runs(root, fleet_stamp, "fleet")
-    if runs.is_empty():
-        st.info(f"No fleet run under `{runs_dir / results.FLEET_SUBDIR}` yet. Run `{ui.FLEET}`.")
-    else:
-        labels, picked = _pick_runs(runs, "fleet_runs")
-        if picked:
-            c = st.columns(2)
-            for col, (column, title) in zip(c, (("ttft_s", "fleet TTFT"), ("tbt_p99_s", "fleet per-request p99 TBT"))):
-                curves = {lab: cached.run_cdf(labels[lab], fleet_stamp, "requests", column, "status = 'finished'")
-                          for lab in picked}
-                col.plotly_chart(charts.cdfs(curves, title, "seconds", log_x=True), width="stretch", key=f"fleet-{column}")
-            chosen = runs.filter(runs["label"].is_in(picked))
-            c = st.columns(2)
-            for col, (column, title, unit) in zip(c, (
-                    ("energy_per_output_token_j", "energy per output token", "J"),
-                    ("usd_per_1m_output_tokens", "cost per 1M output tokens", "USD"))):
-                col.plotly_chart(charts.bars(chosen["label"].to_list(), {title: chosen[column].to_list()}, title, unit),
-                                 width="stretch", key=f"fleet-{column}")
+    runs, labels, picked = _pick_runs("fleet", fleet_stamp, runs_dir / results.FLEET_SUBDIR, f"`{ui.FLEET}`")
+    if picked:
+        c = st.columns(2)
+        for col, (column, title) in zip(c, (("ttft_s", "fleet TTFT"), ("tbt_p99_s", "fleet per-request p99 TBT"))):
+            curves = {lab: cached.run_cdf(labels[lab], fleet_stamp, "requests", column, "status = 'finished'")
+                      for lab in picked}
+            col.plotly_chart(charts.cdfs(curves, title, "seconds", log_x=True), width="stretch", key=f"fleet-{column}")
+        chosen = runs.filter(runs["label"].is_in(picked))
+        c = st.columns(2)
+        for col, (column, title, unit) in zip(c, (
+                ("energy_per_output_token_j", "energy per output token", "J"),
+                ("usd_per_1m_output_tokens", "cost per 1M output tokens", "USD"))):
+            col.plotly_chart(charts.bars(chosen["label"].to_list(), {title: chosen[column].to_list()}, title, unit),
+                             width="stretch", key=f"fleet-{column}")
