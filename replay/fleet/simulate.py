@@ -97,8 +97,6 @@ class Fleet:
         n = len(requests)
         self.earlier_segments: list[list[tuple[int, list[list[int]]]]] = [[] for _ in range(n)]
         """Per request: (instance, token_segments) of the instances it left (their step logs index them)."""
-        self.prefill_instance = [-1] * n
-        """Instance that produced the first token (-1: none)."""
         self.transfer_start_s = [math.nan] * n
         self.transfer_end_s = [math.nan] * n
         self.kv_transfer_bytes = [0] * n
@@ -244,7 +242,6 @@ class Fleet:
     def hand_off(self, src: Instance, req: Request) -> None:
         """`req`'s prefill ended on `src` (parked there): pick its decode instance and start the KV copy."""
         self.stash_segments(req, src)
-        self.prefill_instance[req.idx] = src.index
         dst = self._route("decode", req)
         if "mixed" in self.pools and kv_load(dst.scheduler) > self.cfg.mixed_decode_threshold:
             mixed = self._route("mixed", req)
