@@ -90,6 +90,8 @@ class _RowSink:
         self._bad: pq.ParquetWriter | None = None
 
     def __call__(self, df: pl.DataFrame) -> None:
+        if not df.height:
+            return
         self.rows_in += df.height
         files = df.get_column(FILE)
         first = files[0]

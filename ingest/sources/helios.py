@@ -94,14 +94,14 @@ def _disagrees(raw: str, recomputed_us: pl.Expr) -> pl.Expr:
     return pl.when(recomputed_us.is_null()).then(None).otherwise(off.fill_null(True))
 
 
-def parse_cluster_log(inp: ResolvedInput, cluster: str) -> pl.LazyFrame:
+def parse_cluster_log(inp: ResolvedInput, cluster: str, fields: pl.LazyFrame | None = None) -> pl.LazyFrame:
     """Parse one ``cluster_log.csv`` (header checked) into typed columns plus the bookkeeping columns.
 
     Besides the canonical job columns it keeps ``duration_disagrees`` and ``queue_disagrees``
     (booleans: upstream value vs. recomputed from the times; null where the times are missing).
     """
     return reject_duplicates_prepass(
-        log_fields(inp), lambda lf: _checked_log(lf, cluster), {"job_id": pl.col("job_id").str.strip_chars()}, "job_id"
+        log_fields(inp) if fields is None else fields, lambda lf: _checked_log(lf, cluster), {"job_id": pl.col("job_id").str.strip_chars()}, "job_id"
     )
 
 
@@ -139,7 +139,7 @@ def jobs_plan(inp: ResolvedInput, cluster: str) -> TablePlan:
         attempt.used = True
         parsed = _checked_log(fields, cluster)
     else:
-        parsed = parse_cluster_log(inp, cluster)
+        parsed = parse_cluster_log(inp, cluster, fields)
     lf = parsed.select(
         pl.lit(TRACE).alias("trace"),
         "cluster",
