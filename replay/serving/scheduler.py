@@ -76,6 +76,10 @@ class Scheduler(HandoffMixin):
         self._push(req)
         return True
 
+    def request(self, idx: int) -> Request:
+        """The request with run-local index `idx` (queued, running or parked here); executors read its block table."""
+        return self._requests[idx]
+
     def _push(self, req: Request) -> None:
         req.policy_key = self.policy.key(req)
         heapq.heappush(self._waiting, (req.policy_key, req))
