@@ -431,3 +431,10 @@ _register_cluster(app)
 from replay.fleet.cli import register as _register_fleet  # noqa: E402  (its helpers come from this module)
 
 _register_fleet(app)
+
+
+# -- the real GPU: `replay profile`, `replay validate` ------------------------------------------------------
+
+from replay.gpu.cli import register as _register_gpu  # noqa: E402  (its helpers come from this module)
+
+_register_gpu(app)

@@ -33,9 +33,23 @@ COST_MODELS.register("roofline")(lambda model, gpu, tp, block_size, profiles, ov
     model, gpu, tp=tp, block_size=block_size, **({} if overhead is None else {"step_overhead_s": overhead})))
 COST_MODELS.register("table")(lambda model, gpu, tp, block_size, profiles, overhead: TableCostModel.from_profiles_dir(
     model, gpu, profiles, tp=tp, block_size=block_size, **({} if overhead is None else {"step_overhead_s": overhead})))
+COST_MODELS.register("profile")(lambda model, gpu, tp, block_size, profiles, overhead: _profile_model(
+    model, gpu, tp, block_size, profiles))
 # A deliberately simple model for golden tests and teaching: 5 ms + 50 us/token + 20 ns/context token.
 COST_MODELS.register("linear")(
     lambda model, gpu, tp, block_size, profiles, overhead: LinearCostModel(overhead if overhead is not None else 5e-3, 5e-5, 2e-8, 1e-5))
+
+
+def _profile_model(model, gpu, tp, block_size, profiles):
+    """The table model from one of the project's own GPU profiles (`tracelab replay profile`): `profiles` names the
+    file, else data/profiles/<gpu>__<model>.parquet."""
+    from replay.gpu.profiler import default_profile_path
+    from replay.serving.executors.profile_table import ProfileCostModel
+
+    if tp != 1:
+        raise ValueError("the GPU profiles are measured on one GPU: the 'profile' cost model needs tensor_parallel=1")
+    path = profiles if profiles and str(profiles).endswith(".parquet") else default_profile_path(model, gpu.name, profiles)
+    return ProfileCostModel.from_profile(path, model, gpu, block_size=block_size)
 
 
 @dataclass(frozen=True)
@@ -51,7 +65,7 @@ class ServeConfig:
     tensor_parallel: int = 1
     """GPUs per replica."""
     cost_model: str = "roofline"
-    """'roofline', 'table' (measured H100 profiles) or 'linear'."""
+    """'roofline', 'table' (measured H100 profiles), 'profile' (this project's own GPU profiles) or 'linear'."""
     profiles_dir: str | None = None
     """Profiles for the table model (default $TRACELAB_PROFILES, else ../shared/profiles)."""
     step_overhead_s: float | None = None

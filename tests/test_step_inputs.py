@@ -82,6 +82,7 @@ def test_step_inputs_match_a_per_token_loop(chunks, bs):
     assert inp.logits_index.tolist() == rows
     assert inp.seq_lens.tolist() == [q + c for q, c, _ in chunks]
     assert inp.query_start.tolist() == np.concatenate(([0], np.cumsum([q for q, _, _ in chunks]))).tolist()
+    assert inp.block_tables.shape == (n_req, max(len(t) for t in tables.values()))  # only the columns read
     for r in range(n_req):
         assert inp.block_tables[r, :len(tables[r])].tolist() == tables[r]
         assert (inp.block_tables[r, len(tables[r]):] == 10_000).all()

@@ -58,6 +58,15 @@ def run_kernel(case: dict, chunks, group: int, device: str) -> "torch.Tensor":
     return out
 
 
+def run_decode_kernel(case: dict, chunks, device: str, split: int) -> "torch.Tensor":
+    out = torch.full_like(case["q"], float("nan"))
+    seqs = torch.arange(len(chunks), dtype=torch.int32, device=device)
+    max_len = max(q + c for q, c in chunks)
+    return pa.decode_attention(case["q"], case["k_cache"], case["v_cache"], case["block_tables"], case["seq_lens"],
+                               case["query_start"], seqs, max_len + 5, out, split=split,
+                               block_n=16 if device == "cpu" else 64)
+
+
 CHUNK_SETS = [
     [(1, 5), (1, 40), (1, 1)],                      # decodes
     [(37, 0), (16, 16), (5, 70)],                   # prefill chunks with and without cache
@@ -93,6 +102,10 @@ def test_kernel_matches_dense_reference_under_the_interpreter(monkeypatch, chunk
     got = run_kernel(case, chunks, group, "cpu")
     assert not torch.isnan(got).any()
     assert (got - ref).abs().max().item() < 1e-4
+    if all(q == 1 for q, _ in chunks):  # the split-KV decode kernel, slices shorter and longer than a context
+        for split in (16, 32, 128):
+            got = run_decode_kernel(case, chunks, "cpu", split)
+            assert not torch.isnan(got).any() and (got - ref).abs().max().item() < 1e-4, split
 
 
 def test_reference_attention_is_causal_softmax_attention():
@@ -167,6 +180,10 @@ def test_gpu_kernel_matches_reference_in_bf16():
             got = run_kernel(case, chunks, group, "cuda").float()
             err = ((got - ref).norm() / ref.norm()).item()
             assert not torch.isnan(got).any() and err < 1e-2, (chunks, group, err)
+            if all(q == 1 for q, _ in chunks):
+                got = run_decode_kernel(case, chunks, "cuda", 512).float()
+                err = ((got - ref).norm() / ref.norm()).item()
+                assert not torch.isnan(got).any() and err < 1e-2, ("split", chunks, group, err)
 
 
 @gpu

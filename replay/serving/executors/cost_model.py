@@ -488,8 +488,12 @@ class TableCostModel(_StepCostModel):
             decode_s = self.attention_decode_layer_s(num_decodes, decode_ctx_tokens / num_decodes)
         else:
             decode_s = np.zeros_like(decode_ctx_tokens)
-        fixed_s = self.step_overhead_s + self.emb_time_s(num_tokens) + self.lm_head_time_s(num_seqs)
+        fixed_s = self._overhead_s(num_decodes, prefill_chunks) + self.emb_time_s(num_tokens) + self.lm_head_time_s(num_seqs)
         return fixed_s + self.num_layers * (layer_s + decode_s)
+
+    def _overhead_s(self, num_decodes: int, prefill_chunks) -> float:
+        """Fixed time of a step outside the profiled operators (a subclass may tell step kinds apart)."""
+        return self.step_overhead_s
 
     def swap_time_s(self, num_blocks: int) -> float:
         """`swap_per_block_s * num_blocks`."""

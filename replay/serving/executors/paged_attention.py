@@ -124,6 +124,106 @@ if triton is not None:
         tl.store(o_ptr, acc.to(O.dtype.element_ty), mask=row_ok[:, None])
 
 
+    @triton.jit
+    def _decode_split_kernel(
+        Q, K, V, MidO, MidL, block_tables, seq_lens, tile_seq, query_start, scale,
+        stride_qt, stride_qh, stride_kb, stride_ks, stride_kh, stride_bt,
+        BLOCK_SIZE: tl.constexpr, GROUP: tl.constexpr, ROWS: tl.constexpr, SPLIT: tl.constexpr,
+        NUM_SPLITS: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, NUM_HEADS: tl.constexpr,
+    ):
+        """Flash-decoding: one program per (decode, KV head, slice of SPLIT keys); partial outputs + log-sum-exp."""
+        tile = tl.program_id(0)
+        kvh = tl.program_id(1)
+        split = tl.program_id(2)
+        s = tl.load(tile_seq + tile)
+        seq_len = tl.load(seq_lens + s)
+        start0 = split * SPLIT
+        if start0 >= seq_len:
+            return
+        end = tl.minimum(seq_len, start0 + SPLIT)
+        qt = tl.load(query_start + s)
+        rows = tl.arange(0, ROWS)
+        row_ok = rows < GROUP
+        head = kvh * GROUP + rows
+        d = tl.arange(0, HEAD_DIM)
+        q = tl.load(Q + qt.to(tl.int64) * stride_qt + head[:, None] * stride_qh + d[None, :], mask=row_ok[:, None],
+                    other=0.0)
+        m_i = tl.full([ROWS], float("-inf"), tl.float32)
+        l_i = tl.zeros([ROWS], tl.float32)
+        acc = tl.zeros([ROWS, HEAD_DIM], tl.float32)
+        bt_row = block_tables + s.to(tl.int64) * stride_bt
+        for start in range(start0, end, BLOCK_N):
+            n = start + tl.arange(0, BLOCK_N)
+            n_ok = n < end
+            page = tl.load(bt_row + n // BLOCK_SIZE, mask=n_ok, other=0).to(tl.int64)
+            off = page * stride_kb + (n % BLOCK_SIZE) * stride_ks + kvh * stride_kh
+            k = tl.load(K + off[None, :] + d[:, None], mask=n_ok[None, :], other=0.0)
+            qk = tl.where(n_ok[None, :], tl.dot(q, k) * scale, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(qk, 1))
+            p = tl.exp(qk - m_new[:, None])
+            alpha = tl.exp(m_i - m_new)
+            l_i = l_i * alpha + tl.sum(p, 1)
+            v = tl.load(V + off[:, None] + d[None, :], mask=n_ok[:, None], other=0.0)
+            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+            m_i = m_new
+        base = (tile.to(tl.int64) * NUM_HEADS + head) * NUM_SPLITS + split
+        tl.store(MidO + base[:, None] * HEAD_DIM + d[None, :], acc / l_i[:, None], mask=row_ok[:, None])
+        tl.store(MidL + base, m_i + tl.log(l_i), mask=row_ok)
+
+    @triton.jit
+    def _decode_reduce_kernel(MidO, MidL, O, seq_lens, tile_seq, query_start, stride_ot, stride_oh,
+                              SPLIT: tl.constexpr, NUM_SPLITS: tl.constexpr, HEAD_DIM: tl.constexpr,
+                              NUM_HEADS: tl.constexpr):
+        """Combine a decode's slices (one program per decode and query head)."""
+        tile = tl.program_id(0)
+        head = tl.program_id(1)
+        s = tl.load(tile_seq + tile)
+        n_splits = tl.cdiv(tl.load(seq_lens + s), SPLIT)
+        d = tl.arange(0, HEAD_DIM)
+        base = (tile.to(tl.int64) * NUM_HEADS + head) * NUM_SPLITS
+        m = tl.load(MidL + base)  # the first slice always exists (seq_len >= 1)
+        acc = tl.load(MidO + base * HEAD_DIM + d)
+        l = m * 0.0 + 1.0
+        for i in range(1, n_splits):
+            lse = tl.load(MidL + base + i)
+            o = tl.load(MidO + (base + i) * HEAD_DIM + d)
+            m_new = tl.maximum(m, lse)
+            a = tl.exp(m - m_new)
+            b = tl.exp(lse - m_new)
+            acc = acc * a + o * b
+            l = l * a + b
+            m = m_new
+        qt = tl.load(query_start + s)
+        tl.store(O + qt.to(tl.int64) * stride_ot + head * stride_oh + d, (acc / l).to(O.dtype.element_ty))
+
+
+def decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, block_tables: torch.Tensor,
+                     seq_lens: torch.Tensor, query_start: torch.Tensor, tile_seq: torch.Tensor, max_len: int,
+                     out: torch.Tensor, scale: float | None = None, split: int = 512, block_n: int = 64,
+                     num_warps: int = 4) -> torch.Tensor:
+    """Decodes only (one query each, listed by `tile_seq`): the keys of each decode are cut into `split`-token
+    slices processed in parallel, then combined (flash-decoding), so a long context does not serialize on one
+    program per KV head. The grid covers `max_len` (static, so a captured graph fits any context length)."""
+    t, h, d = q.shape
+    nb, bs, kvh, _ = k_cache.shape
+    group = h // kvh
+    n_tiles = tile_seq.shape[0]
+    if n_tiles == 0:
+        return out
+    scale = 1.0 / math.sqrt(d) if scale is None else scale
+    num_splits = -(-max_len // split)
+    mid_o = torch.empty(n_tiles * h * num_splits * d, dtype=torch.float32, device=q.device)
+    mid_l = torch.empty(n_tiles * h * num_splits, dtype=torch.float32, device=q.device)
+    _decode_split_kernel[(n_tiles, kvh, num_splits)](
+        q, k_cache, v_cache, mid_o, mid_l, block_tables, seq_lens, tile_seq, query_start, scale,
+        q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2), block_tables.stride(0),
+        BLOCK_SIZE=bs, GROUP=group, ROWS=max(16, group), SPLIT=split, NUM_SPLITS=num_splits, BLOCK_N=block_n,
+        HEAD_DIM=d, NUM_HEADS=h, num_warps=num_warps)
+    _decode_reduce_kernel[(n_tiles, h)](mid_o, mid_l, out, seq_lens, tile_seq, query_start, out.stride(0), out.stride(1),
+                                        SPLIT=split, NUM_SPLITS=num_splits, HEAD_DIM=d, NUM_HEADS=h, num_warps=1)
+    return out
+
+
 def kernel_available(device: torch.device | str) -> bool:
     """True when the Triton kernel can run on `device` (a CUDA device, or the CPU under TRITON_INTERPRET=1)."""
     import os

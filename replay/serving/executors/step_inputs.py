@@ -69,8 +69,9 @@ class BlockTableMirror:
             self._src[req] = table
         self._len[req] = n
 
-    def gather(self, reqs: np.ndarray) -> np.ndarray:
-        return self.rows[reqs]
+    def gather(self, reqs: np.ndarray, width: int | None = None) -> np.ndarray:
+        """Rows of `reqs`, only the first `width` columns if given."""
+        return self.rows[reqs, :width] if width is not None else self.rows[reqs]
 
 
 class TokenStore:
@@ -144,7 +145,9 @@ def build_step_inputs(plan: StepPlan, mirror: BlockTableMirror, block_table_of: 
     for r in reqs.tolist():
         mirror.sync(r, block_table_of(r))
     bs = mirror.block_size
-    tables = mirror.gather(reqs)
+    # Only the columns this step can read (a 128K-token model has 8K-column rows; the kernel reads up to seq_len).
+    width = int(-(-(cached + q_lens).max() // bs)) if len(chunks) else 1
+    tables = mirror.gather(reqs, width)
     query_start = np.zeros(len(chunks) + 1, dtype=np.int64)
     np.cumsum(q_lens, out=query_start[1:])
     decode_only = bool(len(chunks)) and bool((q_lens == 1).all()) and bool((cached > 0).all())

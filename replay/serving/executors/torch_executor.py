@@ -32,8 +32,6 @@ from replay.serving.specs import ModelConfig, kv_bytes_per_token
 
 PREFILL_TILE_ROWS = 64
 """Query rows (tokens x heads sharing a KV head) per attention tile of a prefill chunk."""
-DECODE_TILE_ROWS = 16
-"""Query rows per decode tile: tl.dot's minimum; a decode has one token, so only `group` rows are real."""
 
 
 def cuda_available() -> bool:
@@ -68,6 +66,7 @@ class TorchExecutor:
         self.dtype = dtype or (torch.bfloat16 if on_gpu else torch.float32)
         self.model_config = model
         self.block_size = block_size
+        self.max_model_len = max_model_len
         self.weights = LlamaWeights(model, self.device, self.dtype, seed)
         if weights_path is not None:
             self.weights.load_safetensors(weights_path)
@@ -85,7 +84,6 @@ class TorchExecutor:
         self.block_table_of = block_table_of
         self.use_kernel = pa.kernel_available(self.device)
         group = model.num_heads // model.num_kv_heads
-        self.block_q_decode = pa.block_q_for(group, DECODE_TILE_ROWS)
         self.block_q_prefill = pa.block_q_for(group, PREFILL_TILE_ROWS)
         self.step_device_s: list[float] = []
         """Device time of every executed step (CUDA events; on the CPU, the wall time)."""
@@ -105,19 +103,21 @@ class TorchExecutor:
         return torch.from_numpy(np.ascontiguousarray(a)).to(self.device, dtype=dtype, non_blocking=True)
 
     def _meta(self, inp: StepInputs) -> AttentionMeta:
-        launches = []
+        launches, decode_seqs = [], None
         if self.use_kernel:
             seqs = np.arange(inp.q_lens.size)
             one = inp.q_lens == 1
-            for mask, bq in ((one, self.block_q_decode), (~one, self.block_q_prefill)):
-                if mask.any():
-                    ts, tq = attention_tiles(inp.q_lens, seqs[mask], bq)
-                    launches.append((self._to_dev(ts, torch.int32), self._to_dev(tq, torch.int32), bq))
+            if one.any():
+                decode_seqs = self._to_dev(seqs[one], torch.int32)
+            if (~one).any():
+                ts, tq = attention_tiles(inp.q_lens, seqs[~one], self.block_q_prefill)
+                launches.append((self._to_dev(ts, torch.int32), self._to_dev(tq, torch.int32), self.block_q_prefill))
         return AttentionMeta(slot_mapping=self._to_dev(inp.slot_mapping, torch.int64),
                              query_start=self._to_dev(inp.query_start, torch.int32),
                              seq_lens=self._to_dev(inp.seq_lens, torch.int32),
                              block_tables=self._to_dev(inp.block_tables, torch.int32),
-                             launches=launches, use_kernel=self.use_kernel)
+                             launches=launches, use_kernel=self.use_kernel, decode_seqs=decode_seqs,
+                             max_len=self.max_model_len)
 
     # ---- CUDA graphs for decode-only steps ----------------------------------------------------------------
 
@@ -141,8 +141,8 @@ class TorchExecutor:
         stream = torch.cuda.Stream(dev)
         for b in sorted(self.graph_batch_sizes, reverse=True):
             s = self._static
-            meta = AttentionMeta(s["slots"][:b], s["qstart"][:b + 1], s["lens"][:b], s["tables"][:b],
-                                 [(s["tile_seq"][:b], s["tile_q0"][:b], self.block_q_decode)], self.use_kernel)
+            meta = AttentionMeta(s["slots"][:b], s["qstart"][:b + 1], s["lens"][:b], s["tables"][:b], [],
+                                 self.use_kernel, decode_seqs=s["tile_seq"][:b], max_len=self.max_model_len)
             args = (s["ids"][:b], s["pos"][:b], meta, s["rows"][:b])
             stream.wait_stream(torch.cuda.current_stream(dev))
             with torch.cuda.stream(stream):
@@ -166,9 +166,9 @@ class TorchExecutor:
         s["pos"][:b].copy_(self._to_dev(pos, torch.int64))
         s["slots"][:b].copy_(self._to_dev(slots, torch.int64))
         s["lens"][:b].copy_(self._to_dev(lens, torch.int32))
-        s["tables"][:n].copy_(self._to_dev(inp.block_tables, torch.int32))
-        if pad:
-            s["tables"][n:b].fill_(self.scratch_block)
+        # Columns past this step's widest table and padding rows keep stale block ids: the kernel never reads a
+        # column past a row's seq_len (padding rows have seq_len 1 and read column 0 of a stale row, harmlessly).
+        s["tables"][:n, :inp.block_tables.shape[1]].copy_(self._to_dev(inp.block_tables, torch.int32))
         self._graphs[b].replay()
         return self._graph_out[b][:n]
 

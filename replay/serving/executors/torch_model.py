@@ -32,8 +32,12 @@ class AttentionMeta:
     seq_lens: torch.Tensor
     block_tables: torch.Tensor
     launches: list[tuple[torch.Tensor, torch.Tensor, int]]
-    """(tile_seq, tile_q0, block_q) per kernel launch; empty on the reference path."""
+    """(tile_seq, tile_q0, block_q) per launch of the chunk kernel (prefill chunks); empty on the reference path."""
     use_kernel: bool
+    decode_seqs: torch.Tensor | None = None
+    """Sequences with one query, for the split-KV decode kernel (None: none, or the reference path)."""
+    max_len: int = 0
+    """Longest sequence the decode kernel's grid covers (the executor's max_model_len)."""
 
 
 class LlamaWeights:
@@ -126,6 +130,9 @@ class LlamaModel:
             return pa.reference_attention(q, k_cache, v_cache, meta.block_tables, meta.seq_lens, meta.query_start,
                                           self.scale)
         out = torch.empty_like(q)
+        if meta.decode_seqs is not None:
+            pa.decode_attention(q, k_cache, v_cache, meta.block_tables, meta.seq_lens, meta.query_start,
+                                meta.decode_seqs, meta.max_len, out, self.scale)
         for tile_seq, tile_q0, block_q in meta.launches:
             pa.paged_attention(q, k_cache, v_cache, meta.block_tables, meta.seq_lens, meta.query_start, tile_seq,
                                tile_q0, block_q, out, self.scale)
