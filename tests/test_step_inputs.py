@@ -102,7 +102,7 @@ def test_decode_only_inputs_read_the_last_token_and_outputs_land_after_it():
     assert inp.is_decode_only
     assert inp.input_ids.tolist() == [41, 42]
     assert inp.slot_mapping.tolist() == [3, 6]
-    record_outputs(inp, plan, tokens, np.array([11, 12]))
+    record_outputs(inp, tokens, np.array([11, 12]))
     assert tokens.span(0, 3, 2).tolist() == [41, 11]
     assert tokens.span(1, 2, 2).tolist() == [42, 12]
 

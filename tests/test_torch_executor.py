@@ -145,17 +145,21 @@ def _replay(executor_kwargs: dict, num_kv_blocks: int, prompts, outputs, max_tok
 
 
 def _dense_greedy(ex, seq: np.ndarray, prompt_len: int) -> np.ndarray:
-    """Greedy predictions at every position from `prompt_len - 1` on, recomputed in one chunk on a fresh cache."""
+    """Greedy predictions at every position from `prompt_len - 1` on, recomputed in one chunk on a fresh cache
+    (on the executor's device, with the dense reference attention)."""
     from replay.serving.executors.torch_model import AttentionMeta, LlamaModel
 
-    n = seq.size
+    dev, n = ex.device, seq.size
     model = LlamaModel(ex.weights, -(-n // 4) + 1, 4, TINY.max_model_len)
-    meta = AttentionMeta(slot_mapping=torch.arange(n), query_start=torch.tensor([0, n], dtype=torch.int32),
-                         seq_lens=torch.tensor([n], dtype=torch.int32),
-                         block_tables=torch.arange(-(-n // 4), dtype=torch.int32)[None], launches=[], use_kernel=False)
+    meta = AttentionMeta(slot_mapping=torch.arange(n, device=dev),
+                         query_start=torch.tensor([0, n], dtype=torch.int32, device=dev),
+                         seq_lens=torch.tensor([n], dtype=torch.int32, device=dev),
+                         block_tables=torch.arange(-(-n // 4), dtype=torch.int32, device=dev)[None], launches=[],
+                         use_kernel=False)
     with torch.inference_mode():
-        out = model.forward(torch.from_numpy(seq).long(), torch.arange(n), meta, torch.arange(prompt_len - 1, n))
-    return out.numpy()
+        out = model.forward(torch.from_numpy(seq).to(dev), torch.arange(n, device=dev), meta,
+                            torch.arange(prompt_len - 1, n, device=dev))
+    return out.cpu().numpy()
 
 
 def test_cpu_replay_generates_what_a_dense_recomputation_predicts():
@@ -192,26 +196,8 @@ def test_gpu_replay_with_graphs_generates_what_a_dense_recomputation_predicts():
     ex, reqs = _replay({"device": "cuda", "dtype": torch.float32}, num_kv_blocks=18, prompts=prompts,
                        outputs=outputs, max_tokens=24)
     assert any(ex.step_graph) and not all(ex.step_graph)
-    ex_cpu = ex  # weights live on the GPU; the dense check runs there in float32 with the reference attention
     mismatches = 0
     for r, p, o in zip(reqs, prompts, outputs):
-        seq = ex_cpu.tokens.span(r.idx, 0, p + o).astype(np.int64)
-        want = _dense_greedy_on(ex, seq[:-1], p)
-        mismatches += int((want != seq[p:]).sum())
+        seq = ex.tokens.span(r.idx, 0, p + o).astype(np.int64)
+        mismatches += int((_dense_greedy(ex, seq[:-1], p) != seq[p:]).sum())
     assert mismatches == 0
-
-
-def _dense_greedy_on(ex, seq, prompt_len):
-    from replay.serving.executors.torch_model import AttentionMeta, LlamaModel
-
-    dev, n = ex.device, seq.size
-    model = LlamaModel(ex.weights, -(-n // 4) + 1, 4, TINY.max_model_len)
-    meta = AttentionMeta(slot_mapping=torch.arange(n, device=dev),
-                         query_start=torch.tensor([0, n], dtype=torch.int32, device=dev),
-                         seq_lens=torch.tensor([n], dtype=torch.int32, device=dev),
-                         block_tables=torch.arange(-(-n // 4), dtype=torch.int32, device=dev)[None], launches=[],
-                         use_kernel=False)
-    with torch.inference_mode():
-        out = model.forward(torch.from_numpy(seq).to(dev), torch.arange(n, device=dev), meta,
-                            torch.arange(prompt_len - 1, n, device=dev))
-    return out.cpu().numpy()

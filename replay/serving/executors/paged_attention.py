@@ -21,6 +21,7 @@ replays with any context lengths.
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 
@@ -226,8 +227,6 @@ def decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tens
 
 def kernel_available(device: torch.device | str) -> bool:
     """True when the Triton kernel can run on `device` (a CUDA device, or the CPU under TRITON_INTERPRET=1)."""
-    import os
-
     if triton is None:
         return False
     dev = torch.device(device)

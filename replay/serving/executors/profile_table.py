@@ -75,11 +75,11 @@ class ProfileCostModel(TableCostModel):
             raise ValueError(f"{path}: profiled with {meta['block_size']}-token KV blocks, the run uses {block_size}")
         tables = tables_from_profile(cols, model.num_layers)
         swap_s = kv_block_bytes(model, block_size) / (gpu.pcie_bandwidth_bytes_per_s * link_efficiency)
-        probe = cls(graph_overhead_s=0.0, max_graph_batch=int(meta["max_graph_batch"]), swap_per_block_s=swap_s,
-                    step_overhead_s=0.0, **tables)
-        eager, graph = fitted_overheads(probe, cols)
-        return cls(graph_overhead_s=graph, max_graph_batch=int(meta["max_graph_batch"]), swap_per_block_s=swap_s,
-                   step_overhead_s=eager, **tables)
+        cm = cls(graph_overhead_s=0.0, max_graph_batch=int(meta["max_graph_batch"]), swap_per_block_s=swap_s,
+                 step_overhead_s=0.0, **tables)
+        # Fitted on the operator sum (both overheads still 0), then set: the memos hold no overhead.
+        cm.step_overhead_s, cm.graph_overhead_s = fitted_overheads(cm, cols)
+        return cm
 
 
 def tables_from_profile(cols: dict, num_layers: int) -> dict:

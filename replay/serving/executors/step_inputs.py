@@ -172,7 +172,7 @@ def build_step_inputs(plan: StepPlan, mirror: BlockTableMirror, block_table_of: 
         produce_chunks=np.flatnonzero(produces), reqs=reqs, q_lens=q_lens, is_decode_only=decode_only)
 
 
-def record_outputs(inputs: StepInputs, plan: StepPlan, tokens: TokenStore, next_ids: np.ndarray) -> None:
+def record_outputs(inputs: StepInputs, tokens: TokenStore, next_ids: np.ndarray) -> None:
     """Store each produced token after its chunk (position = cached + chunk tokens)."""
     idx = inputs.produce_chunks
     if idx.size:

@@ -196,7 +196,7 @@ class TorchExecutor:
         if on_gpu:
             end.record()
         ids = next_ids.cpu().numpy()  # the sync: the next step needs these ids
-        record_outputs(inp, plan, self.tokens, ids)
+        record_outputs(inp, self.tokens, ids)
         wall_s = time.perf_counter() - t0
         self.step_device_s.append(start.elapsed_time(end) / 1e3 if on_gpu else wall_s)
         self.step_graph.append(bucket is not None)
